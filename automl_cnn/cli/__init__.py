@@ -1,0 +1,54 @@
+"""``automl-cnn``: the command line. Each sub-command lives in its own module here and imports
+its heavy dependencies (torch, optuna, mlflow, plotly) only when it runs, so ``--help`` is fast.
+
+A sub-command module defines ``add_parser(subparsers)`` and sets ``func`` to a handler taking
+the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+
+#: Sub-command modules, in the order ``--help`` lists them.
+COMMANDS = ("search",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="automl-cnn",
+        description="Search convolutional network architectures with Optuna, train them with "
+                    "PyTorch Lightning, track them in MLflow and summarise them with Plotly.",
+    )
+    parser.add_argument("--version", action="version", version="automl-cnn 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"automl_cnn.cli.{name}").add_parser(sub)
+    return parser
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print a user error as one wrapped paragraph on stderr; return the exit code."""
+    text = textwrap.fill(message, width=100, subsequent_indent="  ",
+                         break_long_words=False, break_on_hyphens=False)
+    print(f"automl-cnn: error: {text}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from automl_cnn.errors import UserError
+
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        return fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        print("automl-cnn: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

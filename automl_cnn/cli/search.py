@@ -1,0 +1,118 @@
+"""``automl-cnn search``: run (or resume) an architecture search."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+HELP = "run or resume an architecture search"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("search", help=HELP, description=HELP.capitalize() + ".",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--trials", type=int, default=100, help="trials to run (more, on --resume)")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--dataset", default="digits",
+                   help="digits | shapes (both built in), or a local dataset: mnist:DIR, "
+                        "cifar10:DIR, cifar100:DIR, folder:DIR, npz:FILE")
+    p.add_argument("--space", default="default",
+                   help="a shipped space (default, tiny) or the path of a YAML space file")
+    p.add_argument("--sampler", default="tpe", help="tpe | random | gp | qmc | nsgaii")
+    p.add_argument("--pruner", default="median",
+                   help="median | percentile | halving | hyperband | none")
+    p.add_argument("--objective", action="append", dest="objectives", default=None,
+                   help="val_acc (always), params, flops; repeat for a multi-objective search")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (sqlite:///f.db, postgresql://..., journal:PATH); "
+                        "default: a journal file in the run directory")
+    p.add_argument("--study-name", default=None, help="default: <dataset>-<space>")
+    p.add_argument("--seed", type=int, default=0, help="seeds sampler, splits and training")
+    p.add_argument("--device", default="auto", help="auto | cpu | gpu | cuda:N | mps")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<study name>)")
+    p.add_argument("--resume", action="store_true", help="add trials to an existing study")
+    p.add_argument("--keep", type=int, default=3, help="keep the weights of this many best")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tracking = p.add_argument_group("MLflow tracking")
+    tracking.add_argument("--no-mlflow", action="store_true", help="do not track in MLflow")
+    tracking.add_argument("--tracking-uri", default=None,
+                          help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                               "sqlite:///mlflow.db)")
+    tracking.add_argument("--experiment", default=None, help="MLflow experiment (default: study)")
+    tracking.add_argument("--model-name", default=None,
+                          help="registered model name (default: the study name)")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from automl_cnn.config import SearchConfig
+
+    return SearchConfig(
+        trials=args.trials, timeout=args.timeout, dataset=args.dataset, space=args.space,
+        sampler=args.sampler, pruner=args.pruner, storage=args.storage,
+        study_name=args.study_name, seed=args.seed, device=args.device, out=args.out,
+        objectives=tuple(args.objectives or ("val_acc",)), keep=args.keep,
+        mlflow=not args.no_mlflow, tracking_uri=args.tracking_uri,
+        experiment=args.experiment, model_name=args.model_name,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    config.check()  # fail on flags before the heavy imports below
+    import optuna
+
+    from automl_cnn.runners.search import run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
+    outcome = run_search(config, resume=args.resume, progress=not args.no_progress)
+    print_summary(outcome.summary)
+    if outcome.interrupted:
+        print(f"\nStopped early; every finished trial is kept. Resume with:\n  "
+              f"{resume_command(args)}")
+        return 130
+    return 0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    words = ["automl-cnn", "search", "--trials", str(args.trials), "--dataset", args.dataset,
+             "--space", args.space]
+    for flag, value in (("--out", args.out), ("--study-name", args.study_name),
+                        ("--storage", args.storage)):
+        if value:
+            words += [flag, value]
+    return shlex.join(words + ["--resume"])
+
+
+def print_summary(summary: dict[str, Any], out: Any = None) -> None:
+    out = out or sys.stdout
+    counts = summary["counts"]
+    print(f"\nStudy {summary['study_name']}: {summary['trials']} trials "
+          f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}) "
+          f"in {summary['wall_seconds']:.1f}s on {summary['device']}", file=out)
+    best = summary.get("best")
+    if not best:
+        print("No trial completed yet, so there is no best architecture.", file=out)
+    else:
+        print(f"Best trial {best['trial']}: val_acc {best['value']:.4f}, "
+              f"{best['parameters']:,} params, {best['flops']:,} FLOPs, "
+              f"receptive field {best['receptive_field']}px", file=out)
+        if summary.get("test"):
+            print(f"Test accuracy of the best model (evaluated once): "
+                  f"{summary['test']['accuracy']:.4f}", file=out)
+        print(format_plan(best["layer_plan"]), file=out)
+    print(f"\nRun directory: {summary['run_dir']}  (summary.json, models/, config.json)",
+          file=out)
+    print(f"Study storage: {summary['storage']}", file=out)
+
+
+def format_plan(rows: list[dict[str, Any]]) -> str:
+    """The layer plan as an aligned text table."""
+    header = ("layer", "output W×H×D", "receptive field", "params", "FLOPs")
+    lines = [(r["layer"], r["output"], str(r["receptive_field"]), f"{r['params']:,}",
+              f"{r['flops']:,}") for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join(["  " + fmt.format(*header)] + ["  " + fmt.format(*line) for line in lines])

@@ -1,0 +1,116 @@
+"""Search settings as one validated, serialisable value.
+
+Every check on user input that can be made before training lives in :meth:`SearchConfig.check`,
+so a bad flag fails fast with one clear paragraph and nothing trains.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from automl_cnn.errors import UserError
+
+SAMPLERS = ("tpe", "random", "gp", "qmc", "nsgaii")
+PRUNERS = ("median", "percentile", "halving", "hyperband", "none")
+#: Objective name -> Optuna direction. Several objectives make a multi-objective study.
+OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search; stored with the study so any process can run trials."""
+
+    trials: int | None = 100
+    timeout: float | None = None
+    dataset: str = "digits"
+    space: str = "default"
+    sampler: str = "tpe"
+    pruner: str = "median"
+    storage: str | None = None  # None: a journal file inside the run directory
+    study_name: str | None = None  # None: "<dataset>-<space>"
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None  # None: runs/<study name>
+    objectives: tuple[str, ...] = ("val_acc",)
+    keep: int = 3  # weights kept for the best `keep` trials
+    mlflow: bool = True
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else MLflow's default
+    experiment: str | None = None  # None: the study name
+    model_name: str | None = None  # registry name; None: the study name
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived values ---------------------------------------------------------------------
+    @property
+    def resolved_study_name(self) -> str:
+        if self.study_name:
+            return self.study_name
+        data = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(self.dataset.split(":", 1)[-1]).name
+                      if ":" in self.dataset else self.dataset).strip("-")
+        return f"{data}-{Path(self.space).stem}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.resolved_study_name
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage: given URL, or ``journal:<run_dir>/study.journal``."""
+        return self.storage or f"journal:{self.run_dir / 'study.journal'}"
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o] for o in self.objectives]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    # -- validation -------------------------------------------------------------------------
+    def check(self) -> SearchConfig:
+        """Raise :class:`UserError` for the first bad setting; return self when all are fine."""
+        if self.trials is not None and self.trials < 1:
+            raise UserError(f"--trials must be at least 1, but got {self.trials}. "
+                            "Ask for the number of trials to run, e.g. --trials 100.")
+        if self.timeout is not None and self.timeout <= 0:
+            raise UserError(f"--timeout must be a positive number of seconds, but got "
+                            f"{self.timeout}. Leave it out to run until --trials are done.")
+        _one_of("sampler", self.sampler, SAMPLERS)
+        _one_of("pruner", self.pruner, PRUNERS)
+        for objective in self.objectives:
+            _one_of("objective", objective, tuple(OBJECTIVES))
+        if "val_acc" not in self.objectives:
+            raise UserError(f"--objective {','.join(self.objectives)} leaves out val_acc; "
+                            "accuracy is always one of the objectives.")
+        if self.multi_objective and self.pruner != "none":
+            raise UserError(f"--pruner {self.pruner} cannot prune a multi-objective search "
+                            f"({', '.join(self.objectives)}); Optuna prunes single-objective "
+                            "studies only. Pass --pruner none.")
+        if self.keep < 1:
+            raise UserError(f"--keep must be at least 1, but got {self.keep}.")
+        return self
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        data = dict(data)
+        data["objectives"] = tuple(data.get("objectives", ("val_acc",)))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        return replace(self, **changes)
+
+
+def _one_of(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"unknown {what} {value!r}. Valid {what}s: {', '.join(allowed)}.")

@@ -1,0 +1,55 @@
+"""Experiment tracking. :class:`Tracker` is the null object: every hook does nothing, so the
+search code calls hooks unconditionally and ``--no-mlflow`` simply swaps in this class."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from automl_cnn.arch import ArchSpec
+    from automl_cnn.config import SearchConfig
+    from automl_cnn.shapes import LayerPlan
+
+
+class Tracker:
+    """Hooks called by the search, in order. Subclasses record them somewhere."""
+
+    def start_search(self, config: SearchConfig, *, settings: dict[str, Any]) -> None:
+        """Once per process, before any trial: find or create the study's parent run."""
+
+    def start_trial(self, number: int, params: dict[str, Any]) -> None:
+        """A trial sampled ``params`` (readable names: ``block1.kernel``, ``optim.lr`` ...)."""
+
+    def log_plan(self, number: int, spec: ArchSpec, plan: LayerPlan) -> None:
+        """The trial's architecture and layer plan (params, FLOPs, receptive field)."""
+
+    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        """One epoch's ``train_loss``, ``val_loss``, ``val_acc``."""
+
+    def end_trial(self, number: int, *, outcome: str, reason: str | None = None,
+                  values: list[float] | None = None, pruned_epoch: int | None = None) -> None:
+        """outcome is complete, pruned, infeasible, failed or interrupted."""
+
+    def new_best(self, number: int, value: float, model: nn.Module,
+                 example: torch.Tensor) -> None:
+        """``model`` (on the CPU, eval mode) is the study's new best."""
+
+    def end_search(self, *, status: str, summary: dict[str, Any]) -> None:
+        """status is FINISHED, KILLED or FAILED."""
+
+
+def make_tracker(config: SearchConfig) -> Tracker:
+    """The tracker ``config`` asks for: MLflow unless ``mlflow`` is off."""
+    if not config.mlflow:
+        return Tracker()
+    try:
+        from automl_cnn.tracking.mlflow_tracker import MlflowTracker
+    except ImportError:  # not written yet / mlflow missing
+        return Tracker()
+    return MlflowTracker(config)
+
+
+__all__ = ["Tracker", "make_tracker"]

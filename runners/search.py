@@ -1,0 +1,217 @@
+"""Run a whole search: validate, open or resume the study, optimise, evaluate, summarise.
+
+Side effects live here (run directory, signals, storage, tracker); the library pieces it
+calls take paths and values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from automl_cnn.checkpoint import keep_best, load_checkpoint
+from automl_cnn.config import SearchConfig
+from automl_cnn.data import ImageSplits, load_dataset
+from automl_cnn.device import Device, resolve_device
+from automl_cnn.errors import UserError
+from automl_cnn.results import ranked_trials, summarize
+from automl_cnn.search_spaces import SearchSpace, load_space
+from automl_cnn.tracking import Tracker, make_tracker
+from automl_cnn.training import evaluate, silence_lightning
+
+from .progress import ProgressBar
+from .study import CONFIG_ATTR, DATASET_ATTR, make_storage, open_study, study_exists
+from .trial import SearchInterrupted, StopFlag, TrialFailed, TrialRunner
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "config.json"
+STUDY_IDENTITY = ("dataset", "space", "objectives")
+
+
+@dataclass
+class SearchOutcome:
+    """What a search leaves behind: the study, its summary, and where things were written."""
+
+    study: optuna.Study
+    summary: dict[str, Any]
+    run_dir: Path
+    interrupted: bool
+
+
+def prepare(config: SearchConfig, *, resume: bool) -> tuple[SearchSpace, ImageSplits, Device]:
+    """Everything that can fail on user input, before any file is written or any training."""
+    config.check()
+    space = load_space(config.space)
+    device = resolve_device(config.device)
+    data = load_dataset(config.dataset, seed=config.seed)
+    _check_run_dir(config, resume=resume)
+    return space, data, device
+
+
+def _check_run_dir(config: SearchConfig, *, resume: bool) -> None:
+    saved_path = config.run_dir / CONFIG_FILE
+    if not saved_path.exists():
+        if resume and config.storage is None:
+            raise UserError(f"--resume: {config.run_dir} holds no study to resume. Run the "
+                            "search without --resume first, or point --out at the run directory.")
+        return
+    saved = SearchConfig.from_dict(json.loads(saved_path.read_text()))
+    if saved.resolved_study_name != config.resolved_study_name:
+        raise UserError(f"{config.run_dir} holds study {saved.resolved_study_name!r}, not "
+                        f"{config.resolved_study_name!r}. Choose another --out, or pass "
+                        f"--study-name {saved.resolved_study_name} to continue that study.")
+    for key in STUDY_IDENTITY:
+        if tuple(_as_tuple(getattr(saved, key))) != tuple(_as_tuple(getattr(config, key))):
+            raise UserError(f"{config.run_dir} holds a study searched with {key}="
+                            f"{getattr(saved, key)!r}, but this run asks for {key}="
+                            f"{getattr(config, key)!r}. Use --out to start a separate study.")
+    if not resume:
+        raise UserError(f"{config.run_dir} already holds study {saved.resolved_study_name!r} "
+                        f"({saved_path}). Pass --resume to add trials to it, or choose another "
+                        "--out / --study-name to start a new one; nothing was changed.")
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
+def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, *,
+                   resume: bool) -> optuna.Study:
+    storage = make_storage(config.storage_url)
+    name = config.resolved_study_name
+    exists = study_exists(storage, name)
+    if exists and not resume:
+        raise UserError(f"study {name!r} already exists in {config.storage_url}. Pass --resume "
+                        "to add trials to it, or choose another --study-name.")
+    if not exists and resume and config.storage is not None:
+        raise UserError(f"--resume: there is no study {name!r} in {config.storage_url}.")
+    study = open_study(config, space, create=not exists, storage=storage)
+    if not exists:
+        study.set_user_attr(DATASET_ATTR, {
+            "name": data.name, "classes": list(data.classes),
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+            "sizes": data.sizes(),
+        })
+        for baseline in space.baselines:  # start from known-good recipes, then improve
+            study.enqueue_trial(baseline.params, user_attrs={"baseline": baseline.name},
+                                skip_if_exists=True)
+    return study
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """First Ctrl-C / SIGTERM: finish cleanly. A second Ctrl-C: stop at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, _: Any) -> None:
+        if stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_search(config: SearchConfig, *, resume: bool = False, progress: bool = True,
+               tracker: Tracker | None = None,
+               on_ready: Callable[[SearchConfig], None] | None = None) -> SearchOutcome:
+    """Run ``config.trials`` more trials (or until ``config.timeout``) and summarise.
+
+    Example:
+        >>> outcome = run_search(SearchConfig(trials=3, space="tiny", out="runs/demo"))
+        >>> outcome.summary["best"]["value"] > 0.5
+        True
+    """
+    silence_lightning()
+    space, data, device = prepare(config, resume=resume)
+    run_dir = config.run_dir
+    study = open_or_create(config, space, data, resume=resume)
+    _write_run_files(config, run_dir)
+    tracker = tracker or make_tracker(config)
+    tracker.start_search(config, settings=_settings(config, data, device))
+    if on_ready:
+        on_ready(config)
+    stop = StopFlag()
+    runner = TrialRunner(config, space, data.to(device.torch_device), device, tracker=tracker,
+                         run_dir=run_dir, stop=stop)
+    started = time.perf_counter()
+    bar = ProgressBar(total=config.trials, enabled=progress)
+    interrupted, status = False, "FINISHED"
+    try:
+        with stop_on_signals(stop):
+            study.optimize(runner, n_trials=config.trials, timeout=config.timeout,
+                           callbacks=[bar.update, lambda s, _: s.stop() if stop else None],
+                           catch=(TrialFailed,), gc_after_trial=False)
+    except (SearchInterrupted, KeyboardInterrupt):
+        interrupted, status = True, "KILLED"
+    except BaseException:
+        tracker.end_search(status="FAILED", summary={})
+        raise
+    finally:
+        bar.close()
+    interrupted = interrupted or bool(stop)
+    summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - started,
+                     interrupted=interrupted)
+    tracker.end_search(status="KILLED" if interrupted else status, summary=summary)
+    return SearchOutcome(study, summary, run_dir, interrupted)
+
+
+def _settings(config: SearchConfig, data: ImageSplits, device: Device) -> dict[str, Any]:
+    return {
+        "dataset": config.dataset, "space": config.space, "sampler": config.sampler,
+        "pruner": config.pruner, "seed": config.seed, "trials": config.trials,
+        "timeout": config.timeout, "objectives": ",".join(config.objectives),
+        "device": device.torch_device, "precision": device.precision,
+        "input_shape": "x".join(map(str, data.input_shape)), "classes": data.num_classes,
+    }
+
+
+def _write_run_files(config: SearchConfig, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(config.to_json())
+    space_copy = run_dir / "space.yaml"
+    if not space_copy.exists():
+        shutil.copyfile(load_space(config.space).path, space_copy)
+
+
+def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device: Device,
+           run_dir: Path, *, wall: float, interrupted: bool) -> dict[str, Any]:
+    """Evaluate the best kept model once on the test split and write ``summary.json``."""
+    summary = summarize(study)
+    summary.update(wall_seconds=round(wall, 3), interrupted=interrupted,
+                   run_dir=str(run_dir), storage=config.storage_url,
+                   device=device.torch_device, test=None)
+    kept = keep_best(run_dir / "models", config.keep)
+    summary["kept_models"] = [str(p) for p in kept]
+    ranked = ranked_trials(study)
+    if ranked:
+        best_dir = run_dir / "models" / f"trial-{ranked[0].number:04d}"
+        if best_dir.exists():
+            model, _, _ = load_checkpoint(best_dir, device=device.torch_device)
+            test = data.to(device.torch_device)
+            summary["test"] = {"trial": ranked[0].number,
+                               **evaluate(model, test.x_test, test.y_test)}
+            summary["best_model_dir"] = str(best_dir)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+__all__ = ["CONFIG_ATTR", "SearchOutcome", "finish", "open_or_create", "prepare", "run_search",
+           "stop_on_signals"]
