@@ -74,6 +74,11 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         # The heartbeat lets another process mark a crashed worker's trial as failed.
         return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180,
                                           engine_kwargs=_engine_kwargs(url))
+    except ImportError as exc:
+        raise UserError(f"cannot open the study storage {url!r}: its database driver is not "
+                        f"installed ({exc.__cause__ or exc}). For PostgreSQL run "
+                        "pip install 'automl-cnn[postgres]'; for MySQL, pip install pymysql."
+                        ) from None
     except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot open the study storage {url!r}: {first}. Check that the "

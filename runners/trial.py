@@ -31,6 +31,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import DeviceBatches, ImageSplits
 from automl_cnn.device import Device
 from automl_cnn.model import build_model
+from automl_cnn.results import ranked_trials, val_acc_of
 from automl_cnn.search_spaces import SearchSpace
 from automl_cnn.shapes import InfeasibleArchitecture, LayerPlan, plan_layers
 from automl_cnn.tracking import Tracker
@@ -174,10 +175,7 @@ class TrialRunner:
               val_acc: float, values: list[float]) -> None:
         """Keep weights of the best ``config.keep`` trials; tell the tracker of a new best."""
         study = trial.study
-        prior = [t.user_attrs.get("val_acc_final", float("-inf"))
-                 for t in study.get_trials(deepcopy=False,
-                                           states=(optuna.trial.TrialState.COMPLETE,))]
-        trial.set_user_attr("val_acc_final", val_acc)
+        ranked = ranked_trials(study)  # this trial is still running, so not in the ranking
         cpu_model = model.to("cpu").eval()
         meta = {
             "trial": trial.number, "value": val_acc, "values": values,
@@ -187,6 +185,6 @@ class TrialRunner:
         }
         folder = save_checkpoint(trial_folder(self.run_dir, trial.number), cpu_model, spec, meta)
         keep_best(folder.parent, self.config.keep)
-        if val_acc > max(prior, default=float("-inf")):
+        if not ranked or val_acc > val_acc_of(ranked[0]):
             example = self.data.x_val[:4].float().div(255.0).cpu()
             self.tracker.new_best(trial.number, val_acc, cpu_model, example)

@@ -1,0 +1,53 @@
+"""The headline target: `automl-cnn search --trials 100` on digits, on this machine's CPU.
+
+Runs the real CLI (default space, TPE + median pruner, MLflow tracking on unless --no-mlflow)
+for each seed and prints wall time, trial outcomes and the best model's test accuracy.
+Target (issue 2): at most 180 s and at least 98.5 % test accuracy on a 2-core CPU.
+
+    python benchmarks/bench_search.py [--trials 100] [--seeds 0 1] [--no-mlflow]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_once(trials: int, seed: int, mlflow: bool, workdir: Path) -> dict:
+    out = workdir / f"seed{seed}"
+    cmd = [sys.executable, "-m", "automl_cnn", "search", "--trials", str(trials), "--seed",
+           str(seed), "--out", str(out), "--no-progress"]
+    cmd += [] if mlflow else ["--no-mlflow"]
+    env_uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=workdir,
+                   env={**__import__("os").environ, "MLFLOW_TRACKING_URI": env_uri})
+    wall = time.perf_counter() - started
+    summary = json.loads((out / "summary.json").read_text())
+    return {"seed": seed, "wall_s": wall, "counts": summary["counts"],
+            "best_val": summary["best"]["value"], "test_acc": summary["test"]["accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [run_once(args.trials, s, not args.no_mlflow, Path(tmp)) for s in args.seeds]
+    print(f"| seed | wall (s) | complete / pruned / infeasible / failed | best val acc | test acc |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        c = r["counts"]
+        print(f"| {r['seed']} | {r['wall_s']:.0f} | {c['complete']} / {c['pruned']} / "
+              f"{c['infeasible']} / {c['failed']} | {r['best_val']:.4f} | {r['test_acc']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

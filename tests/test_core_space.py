@@ -1,0 +1,98 @@
+"""YAML search spaces: what they sample, and how they refuse bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from automl_cnn.search_spaces import SpaceError, available_spaces, load_space
+
+
+def test_shipped_spaces_exist_and_cover_every_knob() -> None:
+    assert {"default", "tiny"} <= set(available_spaces())
+    default, tiny = load_space("default"), load_space("tiny")
+
+    def values(key: str) -> set:
+        out: set = set()
+        for space in (default, tiny):
+            p = space.params[key]
+            out |= set(p.choices) if p.choices else {p.value}
+        return out
+
+    assert values("block.activation") == {"relu", "leaky_relu", "gelu", "sigmoid", "tanh"}
+    assert values("block.pool") == {"max", "avg", "l2", "none"}
+    assert values("optim.name") == {"adam", "adamw", "sgd"}
+    assert values("optim.schedule") == {"constant", "cosine", "onecycle"}
+    assert default.params["block.batch_norm"].choices == (True, False)
+    assert default.params["optim.lr"].log
+    # The default space holds the strong-recipe ingredients and starts from baselines.
+    assert default.baselines and default.params["optim.label_smoothing"].high > 0
+    assert default.max_epochs > default.min_epochs
+
+
+def test_per_block_parameters_exist_only_for_existing_blocks() -> None:
+    space = load_space("default")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(30):
+        trial = study.ask()
+        spec = space.sample(trial, flip_ok=False)
+        blocks = {name.split(".")[0] for name in trial.params if name.startswith("block")}
+        assert blocks == {f"block{i}" for i in range(1, spec.depth + 1)}
+        assert "augment.flip" not in trial.params and not spec.train.flip
+        for i, block in enumerate(spec.blocks, start=1):
+            assert (f"block{i}.pool_size" in trial.params) == (block.pool != "none")
+        assert ("optim.momentum" in trial.params) == (spec.train.optimizer == "sgd")
+        study.tell(trial, 0.5)
+
+
+def test_space_by_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("depth: 1\nblock: {filters: {choices: [4, 8]}}\noptim: {epochs: 2}\n")
+    space = load_space(str(path))
+    assert space.name == "mine" and space.max_epochs == 2
+    assert space.params["block.filters"].choices == (4, 8)
+
+
+BAD = [
+    ("block: {kernal: 3}", ["'kernal'", "Valid keys", "kernel"]),
+    ("block: {filters: {choices: []}}", ["block.filters.choices", "non-empty"]),
+    ("optim: {lr: {low: 0.1, high: 0.01}}", ["optim.lr", "low=0.1 > high=0.01"]),
+    ("optim: {weight_decay: {low: 0.0, high: 0.01, log: true}}",
+     ["optim.weight_decay", "log-scaled", "positive low"]),
+    ("block: {filters: {choices: [16, big]}}", ["block.filters", "an integer >= 1", "'big'"]),
+    ("block: {activation: {choices: [relu, swish]}}", ["block.activation", "'swish'"]),
+    ("optimizer: {}", ["'optimizer'", "top level"]),
+    ("baselines: [{name: b, params: {depth: 9}}]", ["baseline 'b'", "depth=9", "outside"]),
+]
+
+
+@pytest.mark.parametrize(("text", "needles"), BAD)
+def test_bad_space_files_name_file_key_and_fix(tmp_path: Path, text: str,
+                                               needles: list[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("depth: {low: 1, high: 2}\n" + text + "\n")
+    with pytest.raises(SpaceError) as info:
+        load_space(str(path))
+    message = str(info.value)
+    assert str(path) in message
+    for needle in needles:
+        assert needle in message
+
+
+def test_unknown_space_lists_shipped_ones() -> None:
+    with pytest.raises(SpaceError, match="default, tiny"):
+        load_space("huge")
+
+
+def test_baselines_sample_exactly_their_params() -> None:
+    for name in ("default", "tiny"):
+        space = load_space(name)
+        for baseline in space.baselines:
+            trial = optuna.trial.FixedTrial(baseline.params)
+            spec = space.sample(trial)
+            assert spec.depth == baseline.params["depth"]
+            raw = yaml.safe_load(space.path.read_text())
+            assert any(b["name"] == baseline.name for b in raw["baselines"])
