@@ -72,8 +72,10 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                         "sqlite:///PATH, or postgresql://user@host:port/db.")
     try:
         # The heartbeat lets another process mark a crashed worker's trial as failed.
-        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180,
-                                          engine_kwargs=_engine_kwargs(url))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180,
+                                              engine_kwargs=_engine_kwargs(url))
     except ImportError as exc:
         raise UserError(f"cannot open the study storage {url!r}: its database driver is not "
                         f"installed ({exc.__cause__ or exc}). For PostgreSQL run "
