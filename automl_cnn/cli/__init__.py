@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("search",)
+COMMANDS = ("search", "best", "export", "retrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

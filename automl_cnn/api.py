@@ -1,0 +1,275 @@
+"""Take the architectures a search found into your own code: one line each.
+
+A *source* is where a search left its results, in one of two forms:
+
+- a run directory (``runs/digits-default``, what ``automl-cnn search --out`` wrote), or
+- an Optuna storage URL (``journal:PATH``, ``sqlite:///f.db``, ``postgresql://u@h/db``) with
+  ``study_name=`` when the storage holds more than one study.
+
+Ranks follow :func:`automl_cnn.results.ranked_trials`: rank 0 is the completed trial with the
+highest validation accuracy. Weights exist only for the best ``--keep`` trials of a search
+(``RUN_DIR/models/trial-NNNN``); any rank can be rebuilt untrained with ``weights=False``.
+
+Example:
+    >>> net = load_best("runs/digits-tiny")                     # best model, eval mode
+    >>> net = load_best("runs/digits-tiny", rank=1)             # the runner-up
+    >>> arch = load_best("sqlite:///s.db", study_name="digits-tiny", weights=False)
+    >>> [a.val_acc for a in top_architectures("runs/digits-tiny", k=3)]
+    [0.958, 0.951, 0.944]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from automl_cnn.arch import ArchSpec, SpecError
+from automl_cnn.checkpoint import WEIGHTS, load_checkpoint, trial_folder
+from automl_cnn.config import SearchConfig
+from automl_cnn.errors import UserError
+from automl_cnn.shapes import InfeasibleArchitecture, plan_layers
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+    from torch import nn
+
+    from automl_cnn.results import RankedArchitecture
+
+Source = Union[str, os.PathLike, "RunSource"]
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """An opened study, the settings it was searched with, and the folder its weights live in.
+
+    ``run_dir`` may not exist for a study opened from a storage URL on another machine.
+    """
+
+    study: optuna.Study
+    config: SearchConfig
+    run_dir: Path
+    storage_url: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    classes: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    def describe(self) -> str:
+        return f"study {self.name!r} ({self.storage_url})"
+
+    def ranked(self) -> list[FrozenTrial]:
+        """Completed trials, best first; raises when there is none."""
+        from automl_cnn.results import count_outcomes, ranked_trials
+
+        ranked = ranked_trials(self.study)
+        if not ranked:
+            counts = count_outcomes(self.study.get_trials(deepcopy=False))
+            seen = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no trials at all"
+            raise UserError(f"{self.describe()} has no completed trial yet ({seen}), so there "
+                            "is no best architecture. Run more trials with `automl-cnn search "
+                            "--resume`.")
+        return ranked
+
+    def trial(self, rank: int) -> FrozenTrial:
+        """The trial at ``rank`` (0 = best)."""
+        ranked = self.ranked()
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < len(ranked):
+            raise UserError(f"rank {rank!r} does not exist: {self.describe()} has "
+                            f"{len(ranked)} completed trial(s), so ranks 0..{len(ranked) - 1} "
+                            "exist (0 is the best).")
+        return ranked[rank]
+
+    def spec(self, rank: int) -> ArchSpec:
+        trial = self.trial(rank)
+        try:
+            return ArchSpec.from_dict(trial.user_attrs["arch"])
+        except (KeyError, SpecError) as exc:
+            raise UserError(f"trial {trial.number} of {self.describe()} holds no readable "
+                            f"architecture ({exc}).") from None
+
+    def weights_folder(self, trial_number: int) -> Path:
+        return trial_folder(self.run_dir, trial_number)
+
+    def kept_ranks(self) -> list[int]:
+        """Ranks whose weights were kept by the search."""
+        return [i for i, t in enumerate(self.ranked())
+                if (self.weights_folder(t.number) / WEIGHTS).exists()]
+
+    def checkpoint_for(self, rank: int) -> Path:
+        """The kept checkpoint folder of ``rank``; a clear error when the search dropped it."""
+        trial = self.trial(rank)
+        folder = self.weights_folder(trial.number)
+        if folder.exists():
+            return folder
+        if not self.run_dir.is_dir():
+            raise UserError(f"the weights of {self.describe()} should be in {self.run_dir}, "
+                            "which does not exist here (the study's config names it as its "
+                            "run directory). Copy that folder here and pass its path, or use "
+                            "weights=False / `automl-cnn retrain` to train the architecture.")
+        kept = self.kept_ranks()
+        have = f"ranks {', '.join(map(str, kept))} have weights" if kept else "no rank has weights"
+        raise UserError(f"rank {rank} (trial {trial.number}) has no kept weights: the search "
+                        f"keeps only its best --keep trials in {self.run_dir / 'models'}, and "
+                        f"{have}. Pass weights=False for the untrained architecture, or train "
+                        f"it with `automl-cnn retrain --rank {rank}` (then export it with "
+                        "--retrained).")
+
+
+def open_source(source: Source, *, study_name: str | None = None) -> RunSource:
+    """Open a run directory, or a storage URL (with ``study_name`` when it holds several)."""
+    if isinstance(source, RunSource):
+        return source
+    text = os.fspath(source)
+    if text.startswith("journal:") or "://" in text:
+        return _open_storage(text, study_name)
+    return _open_run_dir(Path(text), study_name)
+
+
+def _open_run_dir(run_dir: Path, study_name: str | None) -> RunSource:
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {str(run_dir)!r} does not exist. Pass the --out folder "
+                        "of a search, or a storage URL such as sqlite:///study.db.")
+    try:
+        config = SearchConfig.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise UserError(f"{str(run_dir)!r} is not an automl-cnn run directory: it has no "
+                        f"{CONFIG_FILE}. Pass the --out folder of a search.") from None
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise UserError(f"{path} is not a readable search config ({exc}).") from None
+    url = config.storage or f"journal:{run_dir / 'study.journal'}"
+    return _load(url, study_name or config.resolved_study_name, run_dir=run_dir)
+
+
+def _open_storage(url: str, study_name: str | None) -> RunSource:
+    from automl_cnn.runners.study import make_storage
+
+    if url.startswith("journal:") and not Path(url[len("journal:"):]).is_file():
+        raise UserError(f"journal file {url[len('journal:'):]!r} does not exist.")
+    names = [s.study_name for s in make_storage(url).get_all_studies()]
+    if study_name is None:
+        if len(names) != 1:
+            raise UserError(f"{url} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                            "name one with study_name= (CLI: --study-name).")
+        study_name = names[0]
+    return _load(url, study_name, run_dir=None)
+
+
+def _load(url: str, study_name: str, *, run_dir: Path | None) -> RunSource:
+    import optuna
+
+    from automl_cnn.runners.study import DATASET_ATTR, load_config, make_storage
+
+    storage = make_storage(url)
+    names = [s.study_name for s in storage.get_all_studies()]
+    if study_name not in names:
+        raise UserError(f"there is no study {study_name!r} in {url}; it holds "
+                        f"{', '.join(map(repr, names)) or 'no study'}.")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_name, storage=storage,
+                              sampler=optuna.samplers.RandomSampler())
+    config = load_config(study)
+    data = study.user_attrs.get(DATASET_ATTR)
+    if not data:
+        raise UserError(f"study {study_name!r} in {url} records no dataset "
+                        f"({DATASET_ATTR}); it was not created by automl-cnn search.")
+    return RunSource(study, config, run_dir if run_dir is not None else config.run_dir, url,
+                     tuple(data["input_shape"]), int(data["num_classes"]),  # type: ignore[arg-type]
+                     tuple(data.get("classes", ())))
+
+
+def latest_run_dir(root: Path | str = "runs") -> Path:
+    """The most recently modified run directory under ``root`` (what the CLI uses by default)."""
+    root = Path(root)
+    runs = [p for p in root.glob("*") if (p / CONFIG_FILE).is_file()] if root.is_dir() else []
+    if not runs:
+        raise UserError(f"no run directory given and none found under {str(root)!r} (looked for "
+                        f"folders holding {CONFIG_FILE}). Pass RUN_DIR, or --storage URL.")
+
+    def modified(p: Path) -> float:
+        return max(f.stat().st_mtime for f in (p, *p.iterdir()))
+
+    return max(runs, key=modified)
+
+
+def build_for(spec: ArchSpec, input_shape: tuple[int, int, int], num_classes: int, *,
+              searched_on: tuple[int, int, int] | None = None) -> nn.Module:
+    """:func:`automl_cnn.model.build_model`, with a clear error for an input it cannot take."""
+    from automl_cnn.model import build_model
+
+    shape = tuple(int(v) for v in input_shape)
+    try:
+        if len(shape) != 3:
+            raise InfeasibleArchitecture(f"it has {len(shape)} dimensions, not 3 (C, H, W)")
+        plan_layers(spec, shape, num_classes)  # type: ignore[arg-type]
+    except InfeasibleArchitecture as exc:
+        where = f"; it was searched on {searched_on}" if searched_on else ""
+        raise UserError(f"this architecture cannot take input shape {shape}: {exc}{where}. "
+                        "Pass an input (C, H, W) at least as large as the one searched on.") from None
+    return build_model(spec, shape, num_classes)  # type: ignore[arg-type]
+
+
+def load_best(source: Source, rank: int = 0, weights: bool = True, *,
+              study_name: str | None = None, input_shape: tuple[int, int, int] | None = None,
+              device: str = "cpu") -> nn.Module:
+    """The ``rank``-th best architecture of a search as a ``torch.nn.Module`` in eval mode.
+
+    ``weights=True`` loads the weights the search trained (kept for the best ``--keep``
+    trials); ``weights=False`` returns the untrained network. ``input_shape`` (C, H, W)
+    rebuilds it for another input size (weights load only where their shapes still fit).
+    Inputs are float images scaled to [0, 1]; outputs are logits.
+
+    Example:
+        >>> net = load_best("runs/digits-tiny")
+        >>> net(torch.rand(4, 1, 8, 8)).shape
+        torch.Size([4, 10])
+    """
+    src = open_source(source, study_name=study_name)
+    spec = src.spec(rank)
+    shape = tuple(input_shape) if input_shape is not None else src.input_shape
+    model = build_for(spec, shape, src.num_classes, searched_on=src.input_shape)  # type: ignore[arg-type]
+    if not weights:
+        return model.to(device).eval()
+    folder = src.checkpoint_for(rank)
+    saved, saved_spec, _ = load_checkpoint(folder)
+    if saved_spec.blocks != spec.blocks or saved_spec.head != spec.head:
+        raise UserError(f"the checkpoint {folder} holds another architecture than trial "
+                        f"{src.trial(rank).number} of {src.describe()}; the run directory and "
+                        "the study do not belong together.")
+    try:
+        model.load_state_dict(saved.state_dict())
+    except RuntimeError:
+        raise UserError(f"the weights in {folder} were trained for input {src.input_shape} and "
+                        f"do not fit input {shape} (a flatten head's size depends on the "
+                        "input). Use weights=False, or retrain for that input.") from None
+    return model.to(device).eval()
+
+
+def top_architectures(source: Source, k: int = 5, *,
+                      study_name: str | None = None) -> list[RankedArchitecture]:
+    """The ``k`` best architectures (spec, val_acc, params, FLOPs, layer plan), best first.
+
+    Empty when no trial has completed yet.
+
+    Example:
+        >>> best = top_architectures("runs/digits-tiny", k=3)[0]
+        >>> print(best.trial, best.val_acc, best.params, best.spec.depth)
+        10 0.9583 10426 1
+    """
+    from automl_cnn.results import top_from_study
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UserError(f"k must be a whole number >= 1, but got {k!r}.")
+    return top_from_study(open_source(source, study_name=study_name).study, k)
+
+
+__all__ = ["RunSource", "build_for", "latest_run_dir", "load_best", "open_source",
+           "top_architectures"]
