@@ -209,6 +209,10 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
             summary["test"] = {"trial": ranked[0].number,
                                **evaluate(model, test.x_test, test.y_test)}
             summary["best_model_dir"] = str(best_dir)
+    from automl_cnn.dashboards.report import report_beside_run  # plotly: only when needed
+
+    report = report_beside_run(study, run_dir)
+    summary["report"] = str(report) if report else None
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 

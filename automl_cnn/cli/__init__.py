@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("search", "best", "export", "retrain")
+COMMANDS = ("search", "best", "export", "retrain", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
