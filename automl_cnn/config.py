@@ -37,6 +37,8 @@ class SearchConfig:
     out: str | None = None  # None: runs/<study name>
     objectives: tuple[str, ...] = ("val_acc",)
     keep: int = 3  # weights kept for the best `keep` trials
+    image_size: int | None = None  # None: the dataset's own size (a folder's most common)
+    train_subset: int | None = None  # None: the whole training split; N: a balanced N
     mlflow: bool = True
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else MLflow's default
     experiment: str | None = None  # None: the study name
@@ -48,8 +50,11 @@ class SearchConfig:
     def resolved_study_name(self) -> str:
         if self.study_name:
             return self.study_name
-        data = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(self.dataset.split(":", 1)[-1]).name
-                      if ":" in self.dataset else self.dataset).strip("-")
+        # mnist:/data/fashion -> mnist-fashion, npz:x/set.npz -> npz-set, folder:. -> folder
+        kind, sep, where = self.dataset.partition(":")
+        parts = [p for p in re.split(r"[\\/]+", where) if p not in ("", ".", "..")]
+        data = f"{kind}-{Path(parts[-1]).stem}" if sep and parts else kind
+        data = re.sub(r"[^A-Za-z0-9_.-]+", "-", data).strip("-")
         return f"{data}-{Path(self.space).stem}"
 
     @property
@@ -91,6 +96,11 @@ class SearchConfig:
                             "studies only. Pass --pruner none.")
         if self.keep < 1:
             raise UserError(f"--keep must be at least 1, but got {self.keep}.")
+        for flag, value in (("--image-size", self.image_size),
+                            ("--train-subset", self.train_subset)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"{flag} must be a positive whole number, but got {value!r}. "
+                                "Leave it out to use the dataset as it is.")
         return self
 
     # -- serialisation ----------------------------------------------------------------------

@@ -28,7 +28,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from automl_cnn.arch import ArchSpec
 from automl_cnn.checkpoint import keep_best, save_checkpoint, trial_folder
 from automl_cnn.config import SearchConfig
-from automl_cnn.data import DeviceBatches, ImageSplits
+from automl_cnn.data import ImageSplits, make_batches
 from automl_cnn.device import Device
 from automl_cnn.model import build_model
 from automl_cnn.results import ranked_trials, val_acc_of
@@ -120,10 +120,10 @@ class TrialRunner:
         data, t = self.data, spec.train
         torch.manual_seed(self.config.seed * 100_003 + trial.number)
         model = build_model(spec, data.input_shape, data.num_classes)
-        train = DeviceBatches(data.x_train, data.y_train, batch_size=t.batch_size, shuffle=True,
-                              seed=self.config.seed + trial.number, crop_padding=t.crop_padding,
-                              flip=t.flip, drop_last=True)
-        val = DeviceBatches(data.x_val, data.y_val, batch_size=1024)
+        train = make_batches(data, "train", batch_size=t.batch_size, shuffle=True,
+                             seed=self.config.seed + trial.number, crop_padding=t.crop_padding,
+                             flip=t.flip, drop_last=True)
+        val = make_batches(data, "val", batch_size=1024)
         module = CNNModule(model, t, steps_per_epoch=len(train))
         callbacks: list[Any] = [
             EpochEnd(lambda row: self.tracker.log_epoch(trial.number, int(row["epoch"]), {

@@ -18,6 +18,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dataset", default="digits",
                    help="digits | shapes (both built in), or a local dataset: mnist:DIR, "
                         "cifar10:DIR, cifar100:DIR, folder:DIR, npz:FILE")
+    p.add_argument("--image-size", type=int, default=None, metavar="N",
+                   help="resize images to N×N (default: the dataset's size; for folder: the "
+                        "most common size)")
+    p.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="search on a class-balanced N training images (a cheap fidelity for "
+                        "big sets); validation and test stay whole")
     p.add_argument("--space", default="default",
                    help="a shipped space (default, tiny) or the path of a YAML space file")
     p.add_argument("--sampler", default="tpe", help="tpe | random | gp | qmc | nsgaii")
@@ -54,6 +60,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         sampler=args.sampler, pruner=args.pruner, storage=args.storage,
         study_name=args.study_name, seed=args.seed, device=args.device, out=args.out,
         objectives=tuple(args.objectives or ("val_acc",)), keep=args.keep,
+        image_size=args.image_size, train_subset=args.train_subset,
         mlflow=not args.no_mlflow, tracking_uri=args.tracking_uri,
         experiment=args.experiment, model_name=args.model_name,
     )
@@ -80,9 +87,10 @@ def resume_command(args: argparse.Namespace) -> str:
     words = ["automl-cnn", "search", "--trials", str(args.trials), "--dataset", args.dataset,
              "--space", args.space]
     for flag, value in (("--out", args.out), ("--study-name", args.study_name),
-                        ("--storage", args.storage)):
+                        ("--storage", args.storage), ("--image-size", args.image_size),
+                        ("--train-subset", args.train_subset)):
         if value:
-            words += [flag, value]
+            words += [flag, str(value)]
     return shlex.join(words + ["--resume"])
 
 

@@ -1,16 +1,27 @@
-"""Batches sliced from tensors that already live on the training device.
+"""Training batches, from tensors on the training device or streamed from image files.
 
-No per-sample Python work: shuffling is one ``randperm``, augmentation is batched tensor ops
-(random crop with zero padding, horizontal flip), and uint8 pixels become [0, 1] floats per
-batch. Passed straight to Lightning's ``fit`` as an iterable.
+:class:`DeviceBatches` slices tensors that already live on the training device: no per-sample
+Python work; shuffling is one ``randperm``, augmentation is batched tensor ops (random crop
+with zero padding, horizontal flip), and uint8 pixels become [0, 1] floats per batch.
+:class:`StreamBatches` yields the very same batches for a set too big for memory, decoding
+images in DataLoader workers. :func:`make_batches` picks one; both go straight to Lightning's
+``fit`` as iterables.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from automl_cnn.data.folder import ImageFiles
+from automl_cnn.data.splits import ImageSplits
+
+Index = slice | torch.Tensor  # one batch's rows: a slice in order, or shuffled indices
 
 
 def augment_batch(
@@ -63,7 +74,7 @@ class DeviceBatches:
         self.crop_padding = crop_padding
         self.flip = flip
         self.drop_last = drop_last and len(y) > batch_size
-        self.generator = torch.Generator(device=x.device)
+        self.generator = torch.Generator(device=y.device)
         self.generator.manual_seed(seed)
 
     def __len__(self) -> int:
@@ -71,14 +82,87 @@ class DeviceBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.y)
-        order = (torch.randperm(n, device=self.x.device, generator=self.generator)
-                 if self.shuffle else None)
-        for i in range(len(self)):
-            sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            idx = order[sl] if order is not None else sl
-            xb = self.x[idx].float().div_(255.0)  # uint8 (B, C, H, W) -> float in [0, 1]
+        index = self._epoch_index()
+        for idx, xb in zip(index, self._uint8_batches(index)):
+            xb = xb.float().div_(255.0)  # uint8 (B, C, H, W) -> float in [0, 1]
             if self.crop_padding or self.flip:
                 xb = augment_batch(xb, crop_padding=self.crop_padding, flip=self.flip,
                                    generator=self.generator)
             yield xb, self.y[idx]
+
+    def _epoch_index(self) -> list[Index]:
+        order = (torch.randperm(len(self.y), device=self.y.device, generator=self.generator)
+                 if self.shuffle else None)
+        slices = [slice(i * self.batch_size, (i + 1) * self.batch_size) for i in range(len(self))]
+        return [order[sl] for sl in slices] if order is not None else list(slices)
+
+    def _uint8_batches(self, index: list[Index]) -> Iterator[torch.Tensor]:
+        for idx in index:
+            yield self.x[idx]
+
+
+class StreamBatches(DeviceBatches):
+    """:class:`DeviceBatches` over :class:`ImageFiles`: the same order, augmentation and
+    pixels, but each batch is decoded from disk by ``workers`` DataLoader processes and then
+    moved to the device, so the set never has to fit in memory.
+
+    Example:
+        >>> batches = StreamBatches(files, labels, batch_size=64, shuffle=True)  # doctest: +SKIP
+    """
+
+    def __init__(self, x: ImageFiles, y: torch.Tensor, *, workers: int | None = None,
+                 **options: Any) -> None:
+        super().__init__(x, y, **options)  # type: ignore[arg-type]
+        self.workers = default_workers() if workers is None else workers
+        self._sampler = _BatchList()
+        self.loader = DataLoader(
+            x.to("cpu"), batch_sampler=self._sampler, num_workers=self.workers,
+            pin_memory=x.device.type == "cuda", persistent_workers=self.workers > 0,
+            prefetch_factor=4 if self.workers else None)
+
+    def _uint8_batches(self, index: list[Index]) -> Iterator[torch.Tensor]:
+        n = len(self.y)
+        self._sampler.batches = [list(range(n))[i] if isinstance(i, slice) else i.tolist()
+                                 for i in index]
+        for xb in self.loader:  # uint8 (B, C, H, W), collated from the workers
+            yield xb.to(self.x.device, non_blocking=True)
+
+
+class _BatchList:
+    """A DataLoader batch sampler replaying the index lists set for the current epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def default_workers() -> int:
+    """Decoding processes for streamed sets: the cores left after the training process."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def make_batches(data: ImageSplits, split: str, *, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, crop_padding: int = 0, flip: bool = False,
+                 drop_last: bool = False, workers: int | None = None) -> DeviceBatches:
+    """Batches of ``split`` ("train", "val" or "test"): sliced on the device when its images
+    are tensors, streamed through DataLoader workers when they are :class:`ImageFiles`.
+
+    Example:
+        >>> data = load_dataset("digits")  # doctest: +SKIP
+        >>> xb, yb = next(iter(make_batches(data, "train", batch_size=64)))  # doctest: +SKIP
+        >>> xb.shape  # doctest: +SKIP
+        torch.Size([64, 1, 8, 8])
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, but got {split=}.")
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    options = dict(batch_size=batch_size, shuffle=shuffle, seed=seed, crop_padding=crop_padding,
+                   flip=flip, drop_last=drop_last)
+    if isinstance(x, ImageFiles):
+        return StreamBatches(x, y, workers=workers, **options)
+    return DeviceBatches(x, y, **options)  # type: ignore[arg-type]
