@@ -36,7 +36,7 @@ from .trial import SearchInterrupted, StopFlag, TrialFailed, TrialRunner
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
-STUDY_IDENTITY = ("dataset", "space", "objectives")
+STUDY_IDENTITY = ("dataset", "space", "objectives", "image_size")
 
 
 @dataclass
@@ -54,7 +54,8 @@ def prepare(config: SearchConfig, *, resume: bool) -> tuple[SearchSpace, ImageSp
     config.check()
     space = load_space(config.space)
     device = resolve_device(config.device)
-    data = load_dataset(config.dataset, seed=config.seed)
+    data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
+                        train_subset=config.train_subset)
     _check_run_dir(config, resume=resume)
     return space, data, device
 
