@@ -26,8 +26,14 @@ INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
 def write_torchscript(model: nn.Module, path: Path) -> Path:
-    """``torch.jit.script`` keeps the batch size free; load with ``torch.jit.load(path)``."""
-    torch.jit.script(model).save(str(path))
+    """``torch.jit.script`` keeps the batch size free; load with ``torch.jit.load(path)``.
+
+    torch 2.13 marks TorchScript deprecated (in favour of ``torch.export``) but still runs and
+    loads it; it stays here for runtimes that read nothing else (C++ libtorch, older mobile).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(model).save(str(path))
     return path
 
 
