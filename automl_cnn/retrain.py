@@ -83,23 +83,34 @@ def _train_seed(spec: ArchSpec, data: ImageSplits, device: Device, seed: int) ->
     """Train one model on train+val; returns (CPU model in eval mode, test accuracy)."""
     import torch
 
-    from automl_cnn.data import DeviceBatches
+    from automl_cnn.data import make_batches
     from automl_cnn.model import build_model
     from automl_cnn.training import CNNModule, evaluate, make_trainer
 
     t = spec.train
-    x = torch.cat([data.x_train, data.x_val])
-    y = torch.cat([data.y_train, data.y_val])
     torch.manual_seed(seed)
     model = build_model(spec, data.input_shape, data.num_classes)
-    batches = DeviceBatches(x, y, batch_size=t.batch_size, shuffle=True, seed=seed,
-                            crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
+    batches = make_batches(data, "train", batch_size=t.batch_size, shuffle=True, seed=seed,
+                           crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
     module = CNNModule(model, t, steps_per_epoch=len(batches))
     with warnings.catch_warnings():  # no validation split here, on purpose
         warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
         make_trainer(max_epochs=t.epochs, device=device, callbacks=[]).fit(module, batches)
-    model = module.model.to("cpu").eval()
-    return model, evaluate(model, data.x_test.cpu(), data.y_test.cpu())["accuracy"]
+    model = module.model.to(device.torch_device).eval()
+    accuracy = evaluate(model, data.x_test, data.y_test)["accuracy"]
+    return model.to("cpu"), accuracy
+
+
+def with_val_in_train(data: ImageSplits) -> ImageSplits:
+    """The same splits with the validation images appended to the training images."""
+    import torch
+
+    x_train, x_val = data.x_train, data.x_val
+    if isinstance(x_train, torch.Tensor):
+        x = torch.cat([x_train, x_val])
+    else:  # image files streamed from disk: join the two lists of paths
+        x = replace(x_train, paths=tuple(x_train.paths) + tuple(x_val.paths))
+    return replace(data, x_train=x, y_train=torch.cat([data.y_train, data.y_val]))
 
 
 def _search_model_test_acc(src: RunSource, rank: int, data: ImageSplits) -> float | None:
@@ -135,13 +146,15 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
     spec = src.spec(rank)
     spec = replace(spec, train=replace(spec.train, epochs=epochs or spec.train.epochs))
     dev = resolve_device(device)
-    data = load_dataset(src.config.dataset, seed=src.config.seed)
+    # The whole training split (no --train-subset): retraining is where all the data pays off.
+    data = load_dataset(src.config.dataset, seed=src.config.seed,
+                        image_size=src.config.image_size)
     if data.input_shape != src.input_shape:
         raise UserError(f"dataset {src.config.dataset!r} now has input shape {data.input_shape},"
                         f" but {src.describe()} was searched on {src.input_shape}.")
     silence_lightning()
     started = time.perf_counter()
-    on_device = data.to(dev.torch_device)
+    on_device = with_val_in_train(data).to(dev.torch_device)
     accs, folders = [], []
     for seed in range(seeds):
         model, acc = _train_seed(spec, on_device, dev, seed)
@@ -152,7 +165,7 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
     result = RetrainResult(
         study_name=src.name, rank=rank, trial=trial.number, spec=spec, seeds=tuple(range(seeds)),
         test_acc=tuple(accs), folders=tuple(folders),
-        train_images=len(data.y_train) + len(data.y_val),
+        train_images=len(on_device.y_train),
         search_val_acc=float(trial.values[0]),
         search_test_acc=_search_model_test_acc(src, rank, data),
         seconds=time.perf_counter() - started,

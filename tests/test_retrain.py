@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,20 @@ def test_no_mlflow_flag_and_rank_errors(run_dir: Path,
     assert "rank 99 does not exist" in capsys.readouterr().err
     assert main(["retrain", str(run_dir), "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_validation_images_join_the_training_images() -> None:
+    from automl_cnn.data import ImageFiles, load_dataset
+    from automl_cnn.retrain import with_val_in_train
+
+    data = load_dataset("digits")
+    joined = with_val_in_train(data)
+    assert len(joined.y_train) == len(joined.x_train) == len(data.y_train) + len(data.y_val)
+    assert torch.equal(joined.x_train[len(data.y_train):], data.x_val)
+    assert torch.equal(joined.x_test, data.x_test)
+    files = replace(data, x_train=ImageFiles(("a.png", "b.png"), 1, 8, 8),
+                    x_val=ImageFiles(("c.png",), 1, 8, 8),
+                    y_train=torch.tensor([0, 1]), y_val=torch.tensor([2]))
+    streamed = with_val_in_train(files)
+    assert streamed.x_train.paths == ("a.png", "b.png", "c.png")
+    assert streamed.y_train.tolist() == [0, 1, 2]
