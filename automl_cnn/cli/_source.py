@@ -9,8 +9,8 @@ from typing import Any
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", nargs="?", default=None, metavar="RUN_DIR",
-                   help="a search's run directory (default: the most recently modified one "
-                        "under ./runs)")
+                   help="a search's run directory; if left out, the most recently modified "
+                        "one under ./runs")
     p.add_argument("--storage", default=None,
                    help="read the study from this Optuna storage URL instead of a run directory "
                         "(weights are looked for in the run directory its config names)")

@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--retrained", action="store_true",
                    help="export the weights of `automl-cnn retrain` instead of the search's")
     p.add_argument("--seed", type=int, default=None,
-                   help="with --retrained: which seed's model (default: the lowest)")
+                   help="with --retrained: which seed's model; if left out, the lowest")
     p.set_defaults(func=run)
 
 

@@ -17,14 +17,14 @@ def add_parser(sub: Any) -> None:
     add_source_arguments(p)
     p.add_argument("--rank", type=int, default=0, help="which architecture (0 = the best)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per run (default: what the search found)")
+                   help="epochs per run; if left out, the epochs the search found")
     p.add_argument("--seeds", type=int, default=3, help="independent runs (seeds 0..N-1)")
     p.add_argument("--device", default="auto", help="auto | cpu | gpu | cuda:N | mps")
     tracking = p.add_argument_group("MLflow tracking")
     tracking.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     tracking.add_argument("--tracking-uri", default=None,
-                          help="MLflow tracking URI (default: the search's, else "
-                               "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+                          help="MLflow tracking URI; if left out, the search's, else "
+                               "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
     p.set_defaults(func=run)
 
 
