@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import optuna
 import torch
 
 import automl_cnn
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)  # a fair, quiet comparison on a shared machine
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
