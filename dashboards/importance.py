@@ -59,7 +59,7 @@ def accuracy_study(rows: list[TrialRow]) -> optuna.Study:
     return study
 
 
-def param_importances(rows: list[TrialRow], *, evaluator: str = "ped-anova",
+def param_importances(rows: list[TrialRow], *, evaluator: str = "mdi",
                       seed: int = 0) -> Importances:
     """Normalised importances, most important first, or a notice saying why there are none."""
     done = completed(rows)

@@ -48,7 +48,7 @@ class ReportResult:
 
 
 def build_sections(study: optuna.Study, *, run_dir: Path | None = None, top_k: int = 3,
-                   importance: str = "ped-anova",
+                   importance: str = "mdi",
                    now: datetime | None = None) -> tuple[list[Section], Notice | None]:
     """Every section of the report, and a notice for the top of the page (or None)."""
     from automl_cnn.runners.study import DATASET_ATTR, load_config
@@ -67,7 +67,7 @@ def build_sections(study: optuna.Study, *, run_dir: Path | None = None, top_k: i
 
 
 def write_report(study: optuna.Study, out_path: str | Path, *, run_dir: str | Path | None = None,
-                 top_k: int = 3, png: bool = False, importance: str = "ped-anova",
+                 top_k: int = 3, png: bool = False, importance: str = "mdi",
                  now: datetime | None = None) -> ReportResult:
     """Write the study's report to ``out_path`` (one offline HTML file).
 
@@ -96,7 +96,8 @@ def export_pngs(figures: dict[str, object], folder: Path) -> tuple[list[Path], s
         from choreographer.browsers.chromium import Chromium
     except ImportError:
         return [], "PNG export skipped: Kaleido is not installed (pip install kaleido)."
-    if Chromium.find_browser(skip_local=False) is None:
+    browser = Chromium.find_browser(skip_local=False)  # looks only; never downloads
+    if browser is None or not Path(browser).is_file():
         return [], ("PNG export skipped: no Chrome or Chromium found (install one, or set "
                     "BROWSER_PATH to its executable).")
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from typing import Any
 from automl_cnn.cli._source import add_source_arguments, source_from_args
 
 HELP = "write an offline HTML report (Plotly dashboards) of a search"
-EVALUATORS = ("ped-anova", "fanova", "mdi")
+EVALUATORS = ("mdi", "ped-anova", "fanova")
 
 
 def add_parser(sub: Any) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--png", action="store_true",
                    help="also write every figure as a PNG beside the report (Kaleido; needs "
                         "Chrome or Chromium, or BROWSER_PATH)")
-    p.add_argument("--importance", default="ped-anova", choices=EVALUATORS,
+    p.add_argument("--importance", default="mdi", choices=EVALUATORS,
                    help="parameter-importance evaluator (fanova is slow on large studies)")
     p.set_defaults(func=run)
 
