@@ -131,7 +131,7 @@ def top_table(top: list[TopArchitecture]) -> Html:
 def sharing_table(cards: list) -> Html:
     rows = "".join(
         f"<tr><td>{c.layer}</td><td>{c.in_volume} → {c.out_volume}</td><td>{c.kernel}×{c.kernel}"
-        f"</td><td>{c.conv_params:,}</td><td>{c.dense_params:,}</td><td>{c.ratio:,.0f}×</td></tr>"
+        f"</td><td>{c.conv_params:,}</td><td>{c.dense_params:,}</td><td>{c.ratio:,.{int(c.ratio < 10)}f}×</td></tr>"
         for c in cards)
     return Html("<table class='card'><thead><tr><th>conv layer</th><th>volumes</th><th>kernel"
                 "</th><th>conv params</th><th>dense params</th><th>dense / conv</th></tr>"

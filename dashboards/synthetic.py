@@ -140,5 +140,13 @@ def synthetic_study(n_trials: int, *, seed: int = 0, running: int = 0,
                                 running=number >= n_trials)
         trials.append(trial)
         clock = trial.datetime_complete or clock
+    # Shift the clock so the last trial started a minute ago: a running trial's bar then ends
+    # "now" on the timeline, as it does in a real search.
+    shift = datetime.now() - timedelta(minutes=1) - max((t.datetime_start for t in trials),
+                                                        default=clock)
+    for t in trials:
+        t.datetime_start += shift
+        if t.datetime_complete is not None:
+            t.datetime_complete += shift
     study.add_trials(trials)
     return study

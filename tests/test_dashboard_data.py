@@ -252,3 +252,21 @@ def test_running_trial_curve_comes_from_intermediate_values():
     t.datetime_start = datetime(2026, 1, 1)
     (curve,) = learning_curves(trial_rows([t]))
     assert curve.outcome == "running" and curve.val_acc == [0.3, 0.4]
+
+
+def test_activation_maps_of_the_first_and_last_block():
+    from automl_cnn.dashboards.network_data import activation_maps
+
+    spec = ArchSpec(blocks=(ConvBlock(6, kernel=3, padding=1, pool="max"),
+                            ConvBlock(4, kernel=3, padding=1)))
+    model = build_model(spec, (1, 8, 8), 10).eval()
+    images = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    first, last = activation_maps(model, images, ["a", "b", "c"], channels=5)
+    assert (first.layer, last.layer) == ("block1", "block2")
+    assert first.maps.shape == (3, 5, 4, 4)  # pooled 8→4, first 5 of 6 channels
+    assert last.maps.shape == (3, 4, 4, 4)  # only 4 channels exist
+    assert first.inputs.shape == (3, 8, 8) and first.inputs.max() <= 1.0
+    assert 0.0 <= first.maps.min() and first.maps.max() <= 1.0
+    with torch.no_grad():  # the maps are the block's real output (up to per-map scaling)
+        raw = model.features.block1(images.float() / 255)[0, 0].numpy()
+    np.testing.assert_allclose(first.maps[0, 0], normalise_each(raw[None])[0], atol=1e-6)
