@@ -129,7 +129,7 @@ def open_source(source: Source, *, study_name: str | None = None) -> RunSource:
         return source
     text = os.fspath(source)
     if text.startswith("journal:") or "://" in text:
-        return _open_storage(text, study_name)
+        return _load(text, study_name, run_dir=None)
     return _open_run_dir(Path(text), study_name)
 
 
@@ -149,27 +149,22 @@ def _open_run_dir(run_dir: Path, study_name: str | None) -> RunSource:
     return _load(url, study_name or config.resolved_study_name, run_dir=run_dir)
 
 
-def _open_storage(url: str, study_name: str | None) -> RunSource:
-    from automl_cnn.runners.study import make_storage
+def _load(url: str, study_name: str | None, *, run_dir: Path | None) -> RunSource:
+    import optuna
+
+    from automl_cnn.runners.study import DATASET_ATTR, load_config, make_storage
 
     if url.startswith("journal:") and not Path(url[len("journal:"):]).is_file():
-        raise UserError(f"journal file {url[len('journal:'):]!r} does not exist.")
-    names = [s.study_name for s in make_storage(url).get_all_studies()]
+        # make_storage would create an empty journal; say what is missing instead
+        raise UserError(f"journal file {url[len('journal:'):]!r} does not exist, so there is "
+                        "no study to read. Check the path, or run a search first.")
+    storage = make_storage(url)
+    names = [s.study_name for s in storage.get_all_studies()]
     if study_name is None:
         if len(names) != 1:
             raise UserError(f"{url} holds {len(names)} studies ({', '.join(names) or 'none'}); "
                             "name one with study_name= (CLI: --study-name).")
         study_name = names[0]
-    return _load(url, study_name, run_dir=None)
-
-
-def _load(url: str, study_name: str, *, run_dir: Path | None) -> RunSource:
-    import optuna
-
-    from automl_cnn.runners.study import DATASET_ATTR, load_config, make_storage
-
-    storage = make_storage(url)
-    names = [s.study_name for s in storage.get_all_studies()]
     if study_name not in names:
         raise UserError(f"there is no study {study_name!r} in {url}; it holds "
                         f"{', '.join(map(repr, names)) or 'no study'}.")

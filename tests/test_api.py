@@ -209,3 +209,13 @@ def test_not_a_run_directory(tmp_path: Path) -> None:
         automl_cnn.load_best(tmp_path / "missing")
     with pytest.raises(UserError, match="no config.json"):
         automl_cnn.load_best(tmp_path)
+
+
+def test_run_directory_without_its_journal(search: tuple[Path, BestOutputs],
+                                           tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copyfile(search[0] / "config.json", copy / "config.json")
+    with pytest.raises(UserError, match=r"study.journal' does not exist"):
+        automl_cnn.load_best(copy)
+    assert not (copy / "study.journal").exists()
