@@ -209,3 +209,21 @@ def test_browser_draws_snapshot_and_large_reports(browser, tmp_path):
                         ("large", synthetic_study(300, seed=4, running=1))):
         result = write_report(study, tmp_path / f"{name}.html")
         open_and_check(browser, result.path, set(result.figures))
+
+
+def test_multi_objective_study_reports_accuracy(tmp_path):
+    import optuna
+
+    single = synthetic_study(30, seed=5)
+    multi = optuna.create_study(directions=["maximize", "minimize"])
+    for attr, value in single.user_attrs.items():
+        multi.set_user_attr(attr, value)
+    for t in single.get_trials():
+        if t.values is not None:  # (val_acc, params), as a --objective params search records
+            t.values = [t.values[0], float(t.user_attrs.get("params", 2**53))]
+        multi.add_trial(t)
+    result = write_report(multi, tmp_path / "r.html")
+    assert {"history", "importances", "pareto", "volumes_rank1"} <= set(result.figures)
+    best = max(t.values[0] for t in single.trials
+               if t.user_attrs.get("outcome") == "complete")
+    assert result.figures["history"].data[-1].y[-1] == best

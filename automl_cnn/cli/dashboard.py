@@ -13,8 +13,9 @@ EVALUATORS = ("mdi", "ped-anova", "fanova")
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("dashboard", help=HELP, description=HELP.capitalize() + ". Works on a "
-                       "finished study, a running one (a snapshot) and one with no trial yet.",
+    p = sub.add_parser("dashboard", help=HELP, description="Write one offline HTML file of "
+                       "Plotly dashboards that summarise a search. Works on a finished study, "
+                       "a running one (a snapshot) and one with no completed trial yet.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_source_arguments(p)
     p.add_argument("--out", default=None,
