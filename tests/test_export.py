@@ -255,3 +255,11 @@ def test_commands_report_bad_input_in_one_paragraph(
     err = capsys.readouterr().err
     assert err.startswith("automl-cnn: error:") and message in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_shipped_metadata_holds_no_database_password() -> None:
+    from automl_cnn.export import without_password
+
+    assert without_password("postgresql://bob:s3cret@db:5432/studies") == \
+        "postgresql://bob:***@db:5432/studies"
+    assert without_password("journal:/runs/x/study.journal") == "journal:/runs/x/study.journal"

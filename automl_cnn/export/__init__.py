@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,11 @@ from automl_cnn.shapes import plan_layers
 
 MODEL_PY, CARD = "model.py", "README.md"
 OURS = {ARCH, META, WEIGHTS, MODEL_PY, CARD, *FILES.values()}
+
+
+def without_password(url: str) -> str:
+    """A storage URL fit to ship: ``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 def _check_out(out: Path) -> None:
@@ -91,7 +97,8 @@ def export_model(source: Source, out: str | Path, *, rank: int = 0, fmt: str = "
         **{k: saved[k] for k in ("dataset", "classes", "input_shape", "num_classes")},
         "study_name": src.name, "trial": trial.number, "rank": rank, "format": fmt,
         "value": float(trial.values[0]), "params": plan.params, "flops": plan.flops,
-        "search_test_acc": _search_test_acc(src, trial.number), "source": src.storage_url,
+        "search_test_acc": _search_test_acc(src, trial.number),
+        "source": without_password(src.storage_url),
         "automl_cnn_version": __version__,
         "retrained": saved.get("retrained") if retrained else None,
     }
