@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -98,12 +99,17 @@ def receptive_field_figure(stacks: list[tuple[str, list[VolumeBox]]], image_side
 def sharing_figure(cards: list[SharingCard]) -> go.Figure:
     names = [c.layer for c in cards]
     fig = go.Figure()
-    fig.add_bar(x=names, y=[c.conv_params for c in cards], name="conv (shared weights)",
-                marker_color=KIND_COLORS["conv"], hovertemplate="%{x}: %{y:,}<extra></extra>")
-    fig.add_bar(x=names, y=[c.dense_params for c in cards], name="fully connected, same volumes",
-                marker_color="#e76f51", hovertemplate="%{x}: %{y:,}<extra></extra>")
-    return base_layout(fig, height=320, barmode="group", yaxis_type="log",
-                       yaxis_title="parameters (log)")
+    for label, counts, color in (
+            ("conv (shared weights)", [c.conv_params for c in cards], KIND_COLORS["conv"]),
+            ("fully connected, same volumes", [c.dense_params for c in cards], "#e76f51")):
+        fig.add_bar(x=names, y=counts, name=label, marker_color=color, text=counts,
+                    texttemplate="%{text:,}", textposition="outside", cliponaxis=False,
+                    hovertemplate="%{x}: %{y:,}<extra></extra>")
+    low = min(c.conv_params for c in cards) if cards else 1
+    top = max(c.dense_params for c in cards) if cards else 10
+    return base_layout(fig, height=340, barmode="group", yaxis_title="parameters (log)",
+                       yaxis=dict(type="log", range=[math.log10(low) - 1,
+                                                     math.log10(top) + 0.6]))
 
 
 def _grey_heatmap(image: np.ndarray, **kwargs: Any) -> go.Heatmap:

@@ -21,7 +21,7 @@ from automl_cnn.errors import UserError
 
 from . import arch_figures as af
 from . import figures as ff
-from .arch_data import TopArchitecture, volume_boxes, weight_sharing
+from .arch_data import SharingCard, TopArchitecture, volume_boxes, weight_sharing
 from .data import (
     TrialRow,
     completed,
@@ -128,7 +128,7 @@ def top_table(top: list[TopArchitecture]) -> Html:
                 + "".join(rows) + "</tbody></table>")
 
 
-def sharing_table(cards: list) -> Html:
+def sharing_table(cards: list[SharingCard]) -> Html:
     rows = "".join(
         f"<tr><td>{c.layer}</td><td>{c.in_volume} → {c.out_volume}</td><td>{c.kernel}×{c.kernel}"
         f"</td><td>{c.conv_params:,}</td><td>{c.dense_params:,}</td><td>{c.ratio:,.{int(c.ratio < 10)}f}×</td></tr>"
@@ -163,13 +163,16 @@ def architecture_sections(top: list[TopArchitecture], dataset: dict | None) -> l
     shapes.items.append(Figure("receptive_field", af.receptive_field_figure(
         stacks, max(shape[1:])), "Receptive field per layer: how many input pixels one unit "
         "of that layer sees."))
-    best = top[0]
-    cards = weight_sharing(best.spec, shape, classes)  # type: ignore[arg-type]
-    sharing = Section("Weight sharing in the best network",
+    sharing = Section("Weight sharing",
                       "A conv layer reuses one small K×K×C filter at every position; a fully "
                       "connected layer joining the same two volumes needs a weight for every "
-                      "input–output pair.")
-    sharing.items += [sharing_table(cards), Figure("weight_sharing", af.sharing_figure(cards))]
+                      "input–output pair. The chart shows the best network.")
+    for a in top:
+        cards = weight_sharing(a.spec, shape, classes)  # type: ignore[arg-type]
+        sharing.items.append(Html(f"<h3>#{a.rank} · trial {a.trial}</h3>"))
+        sharing.items.append(sharing_table(cards))
+        if a.rank == 1:
+            sharing.items.append(Figure("weight_sharing", af.sharing_figure(cards)))
     return [ranking, shapes, sharing]
 
 
