@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import automl_cnn.data.batches as batches_module
 from automl_cnn.data import (
     DatasetError,
     DeviceBatches,
@@ -153,8 +154,11 @@ def test_over_budget_folder_streams_from_files(tmp_path: Path) -> None:
     assert torch.equal(streamed.x_test[idx], memory.x_test[idx])
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_streamed_batches_equal_in_memory_batches(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize("workers, chunk", [(0, "epoch"), (1, "epoch"), (1, "3 batches")])
+def test_streamed_batches_equal_in_memory_batches(tmp_path: Path, workers: int, chunk: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    if chunk == "3 batches":  # several chunks per epoch, the last one partial
+        monkeypatch.setattr(batches_module, "CHUNK_BYTES", 3 * 5 * 4 * (3 * 10 * 12))
     write_folder(tmp_path, per_class=12)
     streamed = load_dataset(f"folder:{tmp_path}", memory_budget=0, seed=2)
     memory = load_dataset(f"folder:{tmp_path}", seed=2)
@@ -162,6 +166,8 @@ def test_streamed_batches_equal_in_memory_batches(tmp_path: Path, workers: int) 
     a = make_batches(streamed, "train", workers=workers, **options)
     b = make_batches(memory, "train", **options)
     assert isinstance(a, StreamBatches) and type(b) is DeviceBatches and len(a) == len(b) == 4
+    assert a.batches_per_chunk == b.batches_per_chunk
+    assert (a.batches_per_chunk == 3) == (chunk == "3 batches")
     for epoch in range(2):  # a new order and new crops each epoch, identical on both paths
         pairs = list(zip(a, b, strict=True))
         assert len(pairs) == 4
@@ -172,6 +178,20 @@ def test_streamed_batches_equal_in_memory_batches(tmp_path: Path, workers: int) 
     val_b = list(make_batches(memory, "val", batch_size=4))
     assert len(val_a) == len(val_b) == 2
     assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(val_a, val_b))
+
+
+def test_chunking_keeps_batches_and_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randint(0, 256, (23, 2, 3, 3), dtype=torch.uint8)
+    y = torch.arange(23)
+    whole = list(DeviceBatches(x, y, batch_size=4, shuffle=True, seed=1))
+    monkeypatch.setattr(batches_module, "CHUNK_BYTES", 2 * 4 * 4 * 18)  # two batches a chunk
+    chunked = DeviceBatches(x, y, batch_size=4, shuffle=True, seed=1)
+    assert chunked.batches_per_chunk == 2
+    pieces = list(chunked)
+    assert [len(yb) for _, yb in pieces] == [4, 4, 4, 4, 4, 3]
+    for (xa, ya), (xb, yb) in zip(whole, pieces, strict=True):
+        assert torch.equal(ya, yb) and torch.equal(xa, xb)
+        assert torch.equal(xb, x[yb].float() / 255)
 
 
 def test_make_batches_rejects_unknown_splits(tmp_path: Path) -> None:

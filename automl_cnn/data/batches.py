@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from automl_cnn.data.folder import ImageFiles
 from automl_cnn.data.splits import ImageSplits
 
-Index = slice | torch.Tensor  # one batch's rows: a slice in order, or shuffled indices
+Index = slice | torch.Tensor  # a chunk's rows: a slice in order, or shuffled indices
 
 
 def augment_batch(
@@ -47,8 +47,16 @@ def augment_batch(
     return x
 
 
+#: Float bytes converted and augmented in one go: a chunk of many small batches costs a
+#: handful of tensor ops instead of a handful per batch (the per-op overhead dominates 8×8).
+CHUNK_BYTES = 64 * 1024**2
+
+
 class DeviceBatches:
     """An epoch's worth of ``(x, y)`` batches cut from device-resident tensors.
+
+    Rows are gathered, scaled to [0, 1] and augmented a chunk of batches at a time (up to
+    :data:`CHUNK_BYTES` of floats); each batch is then a view of its chunk.
 
     Example:
         >>> xs = torch.zeros(10, 1, 8, 8, dtype=torch.uint8); ys = torch.arange(10)
@@ -76,35 +84,42 @@ class DeviceBatches:
         self.drop_last = drop_last and len(y) > batch_size
         self.generator = torch.Generator(device=y.device)
         self.generator.manual_seed(seed)
+        image_bytes = 4 * max(1, int(torch.Size(x.shape[1:]).numel()))
+        self.batches_per_chunk = max(1, CHUNK_BYTES // (image_bytes * batch_size))
 
     def __len__(self) -> int:
         n = len(self.y)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        index = self._epoch_index()
-        for idx, xb in zip(index, self._uint8_batches(index)):
-            xb = xb.float().div_(255.0)  # uint8 (B, C, H, W) -> float in [0, 1]
-            if self.crop_padding or self.flip:
-                xb = augment_batch(xb, crop_padding=self.crop_padding, flip=self.flip,
-                                   generator=self.generator)
-            yield xb, self.y[idx]
-
-    def _epoch_index(self) -> list[Index]:
         order = (torch.randperm(len(self.y), device=self.y.device, generator=self.generator)
                  if self.shuffle else None)
-        slices = [slice(i * self.batch_size, (i + 1) * self.batch_size) for i in range(len(self))]
-        return [order[sl] for sl in slices] if order is not None else list(slices)
+        chunks = self._chunk_rows()
+        index = [order[rows] if order is not None else rows for rows in chunks]
+        for idx, xc in zip(index, self._uint8_chunks(index)):
+            xc = xc.float().div_(255.0)  # uint8 (R, C, H, W) -> float in [0, 1]
+            if self.crop_padding or self.flip:
+                xc = augment_batch(xc, crop_padding=self.crop_padding, flip=self.flip,
+                                   generator=self.generator)
+            yc = self.y[idx]
+            for i in range(0, len(yc), self.batch_size):
+                yield xc[i:i + self.batch_size], yc[i:i + self.batch_size]
 
-    def _uint8_batches(self, index: list[Index]) -> Iterator[torch.Tensor]:
+    def _chunk_rows(self) -> list[slice]:
+        """Row ranges of the epoch's (shuffled) order, each a whole number of batches."""
+        n, step = len(self.y), self.batches_per_chunk * self.batch_size
+        end = len(self) * self.batch_size if self.drop_last else n
+        return [slice(i, min(i + step, end)) for i in range(0, end, step)]
+
+    def _uint8_chunks(self, index: list[Index]) -> Iterator[torch.Tensor]:
         for idx in index:
             yield self.x[idx]
 
 
 class StreamBatches(DeviceBatches):
     """:class:`DeviceBatches` over :class:`ImageFiles`: the same order, augmentation and
-    pixels, but each batch is decoded from disk by ``workers`` DataLoader processes and then
-    moved to the device, so the set never has to fit in memory.
+    pixels, but images are decoded from disk by ``workers`` DataLoader processes, a batch at
+    a time, and moved to the device, so the set never has to fit in memory.
 
     Example:
         >>> batches = StreamBatches(files, labels, batch_size=64, shuffle=True)  # doctest: +SKIP
@@ -115,17 +130,20 @@ class StreamBatches(DeviceBatches):
         super().__init__(x, y, **options)  # type: ignore[arg-type]
         self.workers = default_workers() if workers is None else workers
         self._sampler = _BatchList()
+        # Workers start each epoch: persistent ones, left to the garbage collector when a
+        # trial ends, each stalled the search ~5 s in DataLoader's shutdown join.
         self.loader = DataLoader(
             x.to("cpu"), batch_sampler=self._sampler, num_workers=self.workers,
-            pin_memory=x.device.type == "cuda", persistent_workers=self.workers > 0,
-            prefetch_factor=4 if self.workers else None)
+            pin_memory=x.device.type == "cuda", prefetch_factor=4 if self.workers else None)
 
-    def _uint8_batches(self, index: list[Index]) -> Iterator[torch.Tensor]:
-        n = len(self.y)
-        self._sampler.batches = [list(range(n))[i] if isinstance(i, slice) else i.tolist()
-                                 for i in index]
-        for xb in self.loader:  # uint8 (B, C, H, W), collated from the workers
-            yield xb.to(self.x.device, non_blocking=True)
+    def _uint8_chunks(self, index: list[Index]) -> Iterator[torch.Tensor]:
+        bs, n = self.batch_size, len(self.y)
+        rows = [list(range(n))[i] if isinstance(i, slice) else i.tolist() for i in index]
+        self._sampler.batches = [r[j:j + bs] for r in rows for j in range(0, len(r), bs)]
+        loaded = iter(self.loader)  # uint8 (B, C, H, W) batches, collated by the workers
+        for r in rows:
+            parts = [next(loaded) for _ in range(-(-len(r) // bs))]
+            yield torch.cat(parts).to(self.x.device, non_blocking=True)
 
 
 class _BatchList:
