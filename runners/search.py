@@ -142,10 +142,11 @@ def run_search(config: SearchConfig, *, resume: bool = False, progress: bool = T
     """
     silence_lightning()
     space, data, device = prepare(config, resume=resume)
+    # Before the study or any file exists: an unreachable tracking server fails here.
+    tracker = tracker or make_tracker(config)
     run_dir = config.run_dir
     study = open_or_create(config, space, data, resume=resume)
     _write_run_files(config, run_dir)
-    tracker = tracker or make_tracker(config)
     tracker.start_search(config, settings=_settings(config, data, device))
     if on_ready:
         on_ready(config)

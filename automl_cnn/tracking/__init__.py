@@ -3,6 +3,8 @@ search code calls hooks unconditionally and ``--no-mlflow`` simply swaps in this
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,15 +43,34 @@ class Tracker:
         """status is FINISHED, KILLED or FAILED."""
 
 
+#: MLflow 3's own default store. Never ``./mlruns``: MLflow 3 refuses that file store, and
+#: MLflow itself falls back to it when a ``./mlruns`` folder happens to exist.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``; a relative sqlite
+    path is made absolute, so every process (and ``automl-cnn ui``) names the same file.
+
+    Example:
+        >>> resolve_tracking_uri("http://127.0.0.1:5000")
+        'http://127.0.0.1:5000'
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        uri = prefix + str(Path(uri[len(prefix):]).absolute())
+    return uri
+
+
 def make_tracker(config: SearchConfig) -> Tracker:
-    """The tracker ``config`` asks for: MLflow unless ``mlflow`` is off."""
+    """The tracker ``config`` asks for: MLflow unless ``mlflow`` is off. Building the MLflow
+    tracker checks the store, so an unreachable server fails here, before any training."""
     if not config.mlflow:
         return Tracker()
-    try:
-        from automl_cnn.tracking.mlflow_tracker import MlflowTracker
-    except ImportError:  # not written yet / mlflow missing
-        return Tracker()
+    from automl_cnn.tracking.mlflow_tracker import MlflowTracker
+
     return MlflowTracker(config)
 
 
-__all__ = ["Tracker", "make_tracker"]
+__all__ = ["DEFAULT_TRACKING_URI", "Tracker", "make_tracker", "resolve_tracking_uri"]

@@ -1,0 +1,354 @@
+"""Track a search in MLflow: one parent run per study, one nested run per trial, and the best
+network registered with the alias ``champion``.
+
+Every call names its run id through one :class:`~mlflow.MlflowClient`; nothing sets MLflow's
+global experiment or active run. Layout in the MLflow UI::
+
+    experiment <study name>
+      run <study name>          tags automl_cnn.role=parent; search settings as params;
+                                best_val_acc (step = trial number); trial counts at the end
+        run trial-000 ...       tags mlflow.parentRunId, automl_cnn.trial, automl_cnn.state,
+                                automl_cnn.reason, automl_cnn.pruned_epoch; sampled params
+                                (block1.kernel, optim.lr ...); params/flops/receptive_field;
+                                train_loss/val_loss/val_acc per epoch; architecture/ artifacts
+
+Example:
+    >>> tracker = MlflowTracker(SearchConfig(space="tiny", tracking_uri="sqlite:///m.db"))
+    >>> run_search(config, tracker=tracker)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
+from torch import nn
+
+from automl_cnn.arch import ArchSpec
+from automl_cnn.config import SearchConfig
+from automl_cnn.errors import UserError
+from automl_cnn.shapes import LayerPlan
+from automl_cnn.tracking import Tracker, resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+
+ROLE, STUDY, TRIAL = "automl_cnn.role", "automl_cnn.study", "automl_cnn.trial"
+STATE, REASON, PRUNED_EPOCH = "automl_cnn.state", "automl_cnn.reason", "automl_cnn.pruned_epoch"
+CHAMPION = "champion"
+#: Trial outcome -> MLflow run status. An infeasible trial ran correctly (it scored the worst
+#: value without training), so its run is FINISHED; its state tag says infeasible.
+RUN_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "infeasible": "FINISHED",
+              "failed": "FAILED", "interrupted": "KILLED"}
+#: MLflow's HTTP client retries a dead server for minutes by default; during a search a lost
+#: server should cost seconds, once. Applied only around our calls, and only where the user
+#: has not set these variables.
+QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+SERVER_HINT = ("Start one with `automl-cnn ui` (or `mlflow server --host 127.0.0.1 --port 5000`) "
+               "and pass --tracking-uri http://127.0.0.1:5000, leave --tracking-uri and "
+               "MLFLOW_TRACKING_URI unset to use the local store sqlite:///mlflow.db, or pass "
+               "--no-mlflow to search without tracking.")
+
+
+class MlflowTracker(Tracker):
+    """Records the search hooks in MLflow. Construction checks the store (fails fast with a
+    :class:`UserError`); afterwards an MLflow failure is logged once and tracking stops, while
+    the search and its Optuna study carry on."""
+
+    def __init__(self, config: SearchConfig) -> None:
+        self.uri = resolve_tracking_uri(config.tracking_uri)
+        self.study = config.resolved_study_name
+        self.experiment = config.experiment or self.study
+        self.model_name = config.model_name or self.study
+        _check_model_name(self.model_name)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.parent_id: str | None = None
+        self.runs: dict[int, str] = {}  # trial number -> open run id
+        self._pending: dict[int, list[Param]] = {}  # params sent with the next batch
+        self._broken = False
+        self._warned = False  # the failure is reported once
+        self._ended = False
+        _check_reachable(self.uri)
+        with _quick_http():
+            self.experiment_id = self._open_experiment()
+
+    # -- hooks --------------------------------------------------------------------------------
+    def start_search(self, config: SearchConfig, *, settings: dict[str, Any]) -> None:
+        if self._broken:
+            return
+        with self._guard("opening the study's parent run"):
+            self.parent_id = self._attach_parent() or self._create_parent(settings)
+            atexit.register(self._at_exit)
+
+    def start_trial(self, number: int, params: dict[str, Any]) -> None:
+        if self._off():
+            return
+        with self._guard(f"starting trial {number}'s run"):
+            tags = {"mlflow.parentRunId": self.parent_id, STUDY: self.study, ROLE: "trial",
+                    TRIAL: str(number), STATE: "running"}
+            run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:03d}",
+                                         tags=tags)
+            self.runs[number] = run.info.run_id
+            self._pending[number] = [Param(k, _text(v, MAX_PARAM_VAL_LENGTH))
+                                     for k, v in params.items()]
+
+    def log_plan(self, number: int, spec: ArchSpec, plan: LayerPlan) -> None:
+        if self._off(number):
+            return
+        with self._guard(f"logging trial {number}'s layer plan"):
+            now = _now()
+            metrics = [Metric(k, float(v), now, 0) for k, v in (
+                ("params", plan.params), ("flops", plan.flops),
+                ("receptive_field", plan.receptive_field), ("depth", spec.depth))]
+            run_id = self.runs[number]
+            self.client.log_batch(run_id, metrics=metrics, params=self._pending.pop(number, []))
+            self._log_architecture(run_id, spec, plan)
+
+    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        if self._off(number):
+            return
+        with self._guard(f"logging trial {number}'s epoch {epoch}"):
+            now = _now()
+            self.client.log_batch(self.runs[number], metrics=[
+                Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+
+    def end_trial(self, number: int, *, outcome: str, reason: str | None = None,
+                  values: list[float] | None = None, pruned_epoch: int | None = None) -> None:
+        if self._off(number):
+            return
+        run_id = self.runs.pop(number)
+        with self._guard(f"ending trial {number}'s run"):
+            tags = [RunTag(STATE, outcome)]
+            if reason:
+                tags.append(RunTag(REASON, _text(reason, MAX_TAG_VAL_LENGTH)))
+            if pruned_epoch is not None:
+                tags.append(RunTag(PRUNED_EPOCH, str(pruned_epoch)))
+            self.client.log_batch(run_id, params=self._pending.pop(number, []), tags=tags)
+            self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
+
+    def new_best(self, number: int, value: float, model: nn.Module,
+                 example: torch.Tensor) -> None:
+        if self._off(number):
+            return
+        with self._guard(f"logging trial {number}'s model"):
+            run_id = self.runs[number]
+            version = self._log_model(run_id, number, value, model, example)
+            self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+            self.client.log_batch(self.parent_id, metrics=[
+                Metric("best_val_acc", float(value), _now(), number)], tags=[
+                RunTag("automl_cnn.best_trial", str(number)),
+                RunTag("automl_cnn.best_run_id", run_id)])
+
+    def end_search(self, *, status: str, summary: dict[str, Any]) -> None:
+        self._ended = True
+        atexit.unregister(self._at_exit)
+        if self.parent_id is None:
+            return
+        if self._broken:  # one last try, so a store that came back shows no RUNNING runs
+            self._broken = False
+            self._warned = True
+        with self._guard("ending the study's parent run"):
+            self._close_open_runs("KILLED" if status == "FINISHED" else status)
+            self.client.set_terminated(self.parent_id, status)
+            self.client.log_batch(self.parent_id, metrics=_summary_metrics(summary))
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _off(self, number: int | None = None) -> bool:
+        return self._broken or self.parent_id is None or (
+            number is not None and number not in self.runs)
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Run MLflow calls; the first failure is reported once and turns tracking off
+        (callers check :meth:`_off` first)."""
+        try:
+            with _quick_http():
+                yield
+        except Exception as exc:  # MLflow, HTTP and database errors all mean the same here
+            self._broken = True
+            if self._warned:
+                return
+            self._warned = True
+            log.warning("MLflow tracking at %s failed while %s (%s: %s). The search goes on "
+                        "without tracking; the Optuna study still records every trial.",
+                        self.uri, doing, type(exc).__name__, str(exc).splitlines()[0][:300]
+                        if str(exc) else "")
+
+    def _open_experiment(self) -> str:
+        try:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:
+                try:
+                    return self.client.create_experiment(self.experiment)
+                except MlflowException as exc:  # another process created it just now
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    found = self.client.get_experiment_by_name(self.experiment)
+        except MlflowException as exc:
+            raise UserError(f"cannot use the MLflow tracking store {self.uri}: "
+                            f"{str(exc).splitlines()[0]} {SERVER_HINT}") from None
+        except Exception as exc:  # sqlalchemy / OS errors for a bad local store
+            raise UserError(f"cannot open the MLflow tracking store {self.uri} "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                            f"). Check the path, or pass another --tracking-uri.") from None
+        if found.lifecycle_stage == "deleted":
+            raise UserError(f"MLflow experiment {self.experiment!r} is deleted in {self.uri}. "
+                            "Restore it (`mlflow experiments restore --experiment-id "
+                            f"{found.experiment_id}`) or pass another --experiment.")
+        return found.experiment_id
+
+    def _parents(self) -> list[Any]:
+        runs = self.client.search_runs([self.experiment_id],
+                                       filter_string=f"tags.`{ROLE}` = 'parent'",
+                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+        ours = [r for r in runs if r.data.tags.get(STUDY) == self.study]
+        return sorted(ours, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    def _attach_parent(self) -> str | None:
+        """Another process (or an earlier run of this study) made the parent: reuse it."""
+        parents = self._parents()
+        if not parents:
+            return None
+        self.client.update_run(parents[0].info.run_id, status="RUNNING")
+        return parents[0].info.run_id
+
+    def _create_parent(self, settings: dict[str, Any]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=self.study, tags={
+            ROLE: "parent", STUDY: self.study,
+            "mlflow.note.content": f"automl-cnn study {self.study}: one nested run per trial."})
+        run_id = run.info.run_id
+        self.client.log_batch(run_id, params=[Param(k, _text(v, MAX_PARAM_VAL_LENGTH))
+                                              for k, v in settings.items() if v is not None])
+        first = self._parents()[0].info.run_id
+        if first != run_id:  # two processes started together: the earlier parent wins
+            self.client.delete_run(run_id)
+            self.client.update_run(first, status="RUNNING")
+        return first
+
+    def _log_architecture(self, run_id: str, spec: ArchSpec, plan: LayerPlan) -> None:
+        from automl_cnn.cli.search import format_plan  # the CLI's table, so both read alike
+
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "arch.json").write_text(spec.to_json())
+            (Path(tmp) / "layers.txt").write_text(format_plan(plan.as_rows()) + "\n")
+            self.client.log_artifacts(run_id, tmp, artifact_path="architecture")
+
+    def _log_model(self, run_id: str, number: int, value: float, model: nn.Module,
+                   example: torch.Tensor) -> str:
+        """Log ``model`` into the trial's run as a pt2 (torch.export) MLflow model, register a
+        new version; returns the version. The logged model is created here, in this
+        experiment, because ``log_model`` alone would file it under the global experiment."""
+        x = example.detach().cpu().float().numpy()  # (B, C, H, W), B > 1 so B stays dynamic
+        with torch.no_grad():
+            y = model(example.detach().cpu().float()).numpy()
+        logged = self.client.create_logged_model(
+            self.experiment_id, name="model", source_run_id=run_id,
+            params={"trial": str(number)}, tags={STUDY: self.study, TRIAL: str(number)})
+        # log_model, and the registry resolving ``models:/<id>``, find their store through
+        # MLflow's global tracking URI: point it at ours for these calls only.
+        with _use_tracking_uri(self.uri):
+            mlflow.pytorch.log_model(
+                model, name="model", model_id=logged.model_id, run_id=run_id,
+                signature=infer_signature(x, y), input_example=x,
+                serialization_format="pt2", pip_requirements=_pip_requirements(),
+                validate_serving_input=False, step=number)
+            try:
+                self.client.create_registered_model(
+                    self.model_name, description=f"Best network of automl-cnn study "
+                    f"{self.study}; the alias {CHAMPION!r} marks the current best.")
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = self.client.create_model_version(
+                self.model_name, source=f"models:/{logged.model_id}", run_id=run_id,
+                model_id=logged.model_id, tags={TRIAL: str(number), "val_acc": f"{value:.6f}"})
+        return str(version.version)
+
+    def _close_open_runs(self, status: str) -> None:
+        for number in list(self.runs):
+            self.client.log_batch(self.runs[number], tags=[RunTag(STATE, "interrupted")])
+            self.client.set_terminated(self.runs.pop(number), status)
+
+    def _at_exit(self) -> None:
+        """The process ends without end_search (an uncaught error, sys.exit): no run may be
+        left RUNNING."""
+        if not self._ended:
+            self.end_search(status="KILLED", summary={})
+
+
+def _check_model_name(name: str) -> None:
+    if not name.strip() or any(c in name for c in "/:@"):
+        raise UserError(f"--model-name {name!r} cannot name a registered MLflow model: it must "
+                        "be non-empty and hold no '/', ':' or '@'. Pass e.g. --model-name "
+                        "digits-cnn.")
+
+
+def _check_reachable(uri: str) -> None:
+    """A tracking server that does not answer fails the search before anything trains."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy without /health, an auth wall): the client decides
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        why = getattr(exc, "reason", exc)
+        raise UserError(f"cannot reach the MLflow tracking server {uri} ({why}); nothing "
+                        f"was trained. {SERVER_HINT}") from None
+
+
+@contextmanager
+def _quick_http() -> Iterator[None]:
+    added = {k: v for k, v in QUICK_HTTP.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _text(value: Any, limit: int) -> str:
+    """MLflow refuses params and tags over its length limits: keep the head, mark the cut."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _summary_metrics(summary: dict[str, Any]) -> list[Metric]:
+    now = _now()
+    metrics = [Metric(f"trials_{k}", float(v), now, 0)
+               for k, v in summary.get("counts", {}).items() if k != "running"]
+    test = summary.get("test") or {}
+    if isinstance(test.get("accuracy"), (int, float)) and math.isfinite(test["accuracy"]):
+        metrics.append(Metric("test_acc", float(test["accuracy"]), now, 0))
+    return metrics
+
+
+def _pip_requirements() -> list[str]:
+    """Stated, not inferred: inferring them loads the model in a subprocess (seconds)."""
+    return [f"torch=={torch.__version__.split('+')[0]}"]
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = ["CHAMPION", "MlflowTracker", "RUN_STATUS"]
