@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("search", "best", "export", "retrain", "dashboard")
+COMMANDS = ("search", "best", "export", "retrain", "ui", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
