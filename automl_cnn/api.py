@@ -21,7 +21,9 @@ Example:
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -63,7 +65,7 @@ class RunSource:
         return self.study.study_name
 
     def describe(self) -> str:
-        return f"study {self.name!r} ({self.storage_url})"
+        return f"study {self.name!r} ({without_password(self.storage_url)})"
 
     def ranked(self) -> list[FrozenTrial]:
         """Completed trials, best first; raises when there is none."""
@@ -80,12 +82,14 @@ class RunSource:
 
     def trial(self, rank: int) -> FrozenTrial:
         """The trial at ``rank`` (0 = best)."""
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
+            raise UserError(f"rank must be a whole number (0 is the best), but got {rank!r}.")
         ranked = self.ranked()
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < len(ranked):
+        if not 0 <= rank < len(ranked):
             raise UserError(f"rank {rank!r} does not exist: {self.describe()} has "
                             f"{len(ranked)} completed trial(s), so ranks 0..{len(ranked) - 1} "
                             "exist (0 is the best).")
-        return ranked[rank]
+        return ranked[int(rank)]
 
     def spec(self, rank: int) -> ArchSpec:
         trial = self.trial(rank)
@@ -121,6 +125,11 @@ class RunSource:
                         f"{have}. Pass weights=False for the untrained architecture, or train "
                         f"it with `automl-cnn retrain --rank {rank}` (then export it with "
                         "--retrained).")
+
+
+def without_password(url: str) -> str:
+    """A storage URL fit to print or ship: ``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 def open_source(source: Source, *, study_name: str | None = None) -> RunSource:
@@ -159,14 +168,15 @@ def _load(url: str, study_name: str | None, *, run_dir: Path | None) -> RunSourc
         raise UserError(f"journal file {url[len('journal:'):]!r} does not exist, so there is "
                         "no study to read. Check the path, or run a search first.")
     storage = make_storage(url)
+    shown = without_password(url)
     names = [s.study_name for s in storage.get_all_studies()]
     if study_name is None:
         if len(names) != 1:
-            raise UserError(f"{url} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+            raise UserError(f"{shown} holds {len(names)} studies ({', '.join(names) or 'none'}); "
                             "name one with study_name= (CLI: --study-name).")
         study_name = names[0]
     if study_name not in names:
-        raise UserError(f"there is no study {study_name!r} in {url}; it holds "
+        raise UserError(f"there is no study {study_name!r} in {shown}; it holds "
                         f"{', '.join(map(repr, names)) or 'no study'}.")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage,
@@ -174,7 +184,7 @@ def _load(url: str, study_name: str | None, *, run_dir: Path | None) -> RunSourc
     config = load_config(study)
     data = study.user_attrs.get(DATASET_ATTR)
     if not data:
-        raise UserError(f"study {study_name!r} in {url} records no dataset "
+        raise UserError(f"study {study_name!r} in {shown} records no dataset "
                         f"({DATASET_ATTR}); it was not created by automl-cnn search.")
     return RunSource(study, config, run_dir if run_dir is not None else config.run_dir, url,
                      tuple(data["input_shape"]), int(data["num_classes"]),  # type: ignore[arg-type]
@@ -267,4 +277,4 @@ def top_architectures(source: Source, k: int = 5, *,
 
 
 __all__ = ["RunSource", "build_for", "latest_run_dir", "load_best", "open_source",
-           "top_architectures"]
+           "top_architectures", "without_password"]

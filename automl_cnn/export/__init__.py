@@ -14,11 +14,10 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-from automl_cnn.api import RunSource, Source, open_source
+from automl_cnn.api import RunSource, Source, open_source, without_password
 from automl_cnn.checkpoint import ARCH, META, WEIGHTS, load_checkpoint, save_checkpoint
 from automl_cnn.errors import UserError
 from automl_cnn.export.card import model_card
@@ -28,11 +27,6 @@ from automl_cnn.shapes import plan_layers
 
 MODEL_PY, CARD = "model.py", "README.md"
 OURS = {ARCH, META, WEIGHTS, MODEL_PY, CARD, *FILES.values()}
-
-
-def without_password(url: str) -> str:
-    """A storage URL fit to ship: ``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 def _check_out(out: Path) -> None:
