@@ -195,6 +195,7 @@ def test_chunking_keeps_batches_and_order(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_make_batches_rejects_unknown_splits(tmp_path: Path) -> None:
-    data = load_dataset("digits")
+    x = np.zeros((20, 1, 4, 4), dtype=np.uint8)
+    data = make_splits("tiny", ("a", "b"), x, np.arange(20) % 2, seed=0)
     with pytest.raises(ValueError, match="split='validation'"):
         make_batches(data, "validation", batch_size=4)

@@ -117,6 +117,10 @@ def test_mnist_bad_files_name_the_file_and_the_problem(tmp_path: Path) -> None:
     assert str(labels) in str(err)
     labels.write_bytes(good_labels)
 
+    write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((9, 7, 5), np.uint8))
+    _expect("t10k-images-idx3-ubyte: images are 7×5, but the training images are 6×5",
+            f"mnist:{folder}")
+
     (folder / "t10k-labels-idx1-ubyte").unlink()
     _expect("only one of t10k-images", f"mnist:{folder}")
 

@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
                    help="digits | shapes (both built in), or a local dataset: mnist:DIR, "
                         "cifar10:DIR, cifar100:DIR, folder:DIR, npz:FILE")
     p.add_argument("--image-size", type=int, default=None, metavar="N",
-                   help="resize images to N×N (default: the dataset's size; for folder: the "
+                   help="resize images to N×N (unset: the dataset's own size; for folder: the "
                         "most common size)")
     p.add_argument("--train-subset", type=int, default=None, metavar="N",
                    help="search on a class-balanced N training images (a cheap fidelity for "
