@@ -128,7 +128,8 @@ class RunSource:
 
 
 def without_password(url: str) -> str:
-    """A storage URL fit to print or ship: ``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``."""
+    """A storage URL fit to print or ship: ``postgresql://u:pw@h/db`` becomes
+    ``postgresql://u:***@h/db``."""
     return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
@@ -218,7 +219,8 @@ def build_for(spec: ArchSpec, input_shape: tuple[int, int, int], num_classes: in
     except InfeasibleArchitecture as exc:
         where = f"; it was searched on {searched_on}" if searched_on else ""
         raise UserError(f"this architecture cannot take input shape {shape}: {exc}{where}. "
-                        "Pass an input (C, H, W) at least as large as the one searched on.") from None
+                        "Pass an input (C, H, W) at least as large as the one searched on."
+                        ) from None
     return build_model(spec, shape, num_classes)  # type: ignore[arg-type]
 
 
@@ -240,7 +242,8 @@ def load_best(source: Source, rank: int = 0, weights: bool = True, *,
     src = open_source(source, study_name=study_name)
     spec = src.spec(rank)
     shape = tuple(input_shape) if input_shape is not None else src.input_shape
-    model = build_for(spec, shape, src.num_classes, searched_on=src.input_shape)  # type: ignore[arg-type]
+    model = build_for(spec, shape, src.num_classes,  # type: ignore[arg-type]
+                      searched_on=src.input_shape)
     if not weights:
         return model.to(device).eval()
     folder = src.checkpoint_for(rank)

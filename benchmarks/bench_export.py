@@ -54,7 +54,8 @@ def runners(run_dir: Path, tmp: Path) -> tuple[dict[str, Callable[[torch.Tensor]
         exported[fmt] = export_model(run_dir, tmp / fmt, fmt=fmt)
         export_s[fmt] = time.perf_counter() - started
     eager = automl_cnn.load_best(run_dir)
-    spec = importlib.util.spec_from_file_location("standalone", exported["safetensors"] / "model.py")
+    folder = exported["safetensors"]
+    spec = importlib.util.spec_from_file_location("standalone", folder / "model.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     standalone = module.load(exported["safetensors"])

@@ -99,9 +99,9 @@ def export_model(source: Source, out: str | Path, *, rank: int = 0, fmt: str = "
     save_checkpoint(out, model, spec, meta)  # arch.json, meta.json, model.safetensors
     extra = write_format(fmt, model, shape, out)  # type: ignore[arg-type]
     title = f"{src.name}, rank {rank} (trial {trial.number}): a network found by automl-cnn."
-    (out / MODEL_PY).write_text(model_source(spec, shape, meta["num_classes"],  # type: ignore[arg-type]
-                                             classes=tuple(meta["classes"]), title=title,
-                                             version=__version__))
+    source = model_source(spec, shape, meta["num_classes"],  # type: ignore[arg-type]
+                          classes=tuple(meta["classes"]), title=title, version=__version__)
+    (out / MODEL_PY).write_text(source)
     files = [ARCH, META, WEIGHTS, MODEL_PY, CARD] + ([extra.name] if extra else [])
     (out / CARD).write_text(model_card(spec, meta, files=files))
     return out

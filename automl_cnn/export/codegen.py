@@ -132,7 +132,8 @@ def _shape(out: tuple[int, ...]) -> str:
     return "(B, " + ", ".join(map(str, out)) + ")"
 
 
-def _block_lines(i: int, block: ConvBlock, c_in: int, outputs: dict[str, tuple[int, ...]]) -> list[str]:
+def _block_lines(i: int, block: ConvBlock, c_in: int,
+                 outputs: dict[str, tuple[int, ...]]) -> list[str]:
     name = f"block{i}"
     conv = (f"conv=nn.Conv2d({c_in}, {block.filters}, kernel_size={block.kernel}, "
             f"stride={block.stride}, padding={block.padding}, bias={not block.batch_norm}),"
@@ -182,7 +183,8 @@ def build_source(spec: ArchSpec, input_shape: tuple[int, int, int], num_classes:
             + ["    )),", "    head=nn.Sequential(OrderedDict("]
             + ["        " + line for line in _head_lines(spec.head, in_features, num_classes)]
             + ["    )),", "))"])
-    doc = f'"""The untrained network: (B, {", ".join(map(str, input_shape))}) -> (B, {num_classes})."""'
+    dims = ", ".join(map(str, input_shape))
+    doc = f'"""The untrained network: (B, {dims}) -> (B, {num_classes})."""'
     return ("\n\ndef build() -> nn.Sequential:\n    " + doc + "\n"
             + textwrap.indent("\n".join(body), "    ") + "\n")
 
