@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import statistics
 import time
@@ -196,12 +195,14 @@ def _record_group(result: RetrainResult) -> None:
 
 def tracking_uri(explicit: str | None, src: RunSource) -> str:
     """--tracking-uri, else the search's, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."""
-    return (explicit or src.config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-            or "sqlite:///mlflow.db")
+    from automl_cnn.tracking import resolve_tracking_uri
+
+    return resolve_tracking_uri(explicit or src.config.tracking_uri)
 
 
 def log_to_mlflow(result: RetrainResult, src: RunSource, *, uri: str) -> str:
-    """One MLflow run per retrain in the study's experiment; returns its run id."""
+    """One MLflow run per retrain in the study's experiment, nested under the search's parent
+    run when the search was tracked there; returns its run id."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
@@ -209,9 +210,13 @@ def log_to_mlflow(result: RetrainResult, src: RunSource, *, uri: str) -> str:
     name = src.config.experiment or src.name
     found = client.get_experiment_by_name(name)
     experiment = found.experiment_id if found else client.create_experiment(name)
-    run = client.create_run(experiment, run_name=f"retrain-trial-{result.trial}", tags={
-        "automl_cnn.kind": "retrain", "automl_cnn.study": result.study_name,
-        "automl_cnn.trial": str(result.trial), "automl_cnn.rank": str(result.rank)})
+    tags = {"automl_cnn.role": "retrain", "automl_cnn.study": result.study_name,
+            "automl_cnn.trial": str(result.trial), "automl_cnn.rank": str(result.rank)}
+    parents = client.search_runs([experiment], "tags.`automl_cnn.role` = 'parent' and "
+                                 f"tags.`automl_cnn.study` = '{result.study_name}'", max_results=1)
+    if parents:
+        tags["mlflow.parentRunId"] = parents[0].info.run_id
+    run = client.create_run(experiment, run_name=f"retrain-trial-{result.trial}", tags=tags)
     now = int(time.time() * 1000)
     t = result.spec.train
     params = {"trial": result.trial, "rank": result.rank, "seeds": len(result.seeds),

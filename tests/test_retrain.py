@@ -40,10 +40,13 @@ def test_retrained_folders_are_found_by_seed(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("retrain") / "run"
-    run_search(SearchConfig(trials=8, space="tiny", out=str(out), mlflow=False, seed=2),
-               progress=False)
-    return out
+    """A search tracked in its own MLflow store (the store retrain logs to by default)."""
+    home = tmp_path_factory.mktemp("retrain")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(home)  # MLflow's local artifacts (./mlruns) stay out of the repository
+        run_search(SearchConfig(trials=8, space="tiny", out=str(home / "run"), seed=2,
+                                tracking_uri=f"sqlite:///{home / 'mlflow.db'}"), progress=False)
+    return home / "run"
 
 
 @pytest.mark.slow
@@ -51,9 +54,8 @@ def test_retrain_on_digits_reports_mean_and_spread_and_keeps_the_models(
         run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # MLflow's local artifact store (./mlruns) goes here
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert main(["retrain", str(run_dir), "--rank", "0", "--seeds", "3", "--device", "cpu",
-                 "--tracking-uri", uri]) == 0
+    uri = f"sqlite:///{run_dir.parent / 'mlflow.db'}"  # the search's store: no --tracking-uri
+    assert main(["retrain", str(run_dir), "--rank", "0", "--seeds", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     summary = json.loads((run_dir / "summary.json").read_text())
     best = automl_cnn.top_architectures(run_dir, k=1)[0]
@@ -78,8 +80,10 @@ def test_retrain_on_digits_reports_mean_and_spread_and_keeps_the_models(
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("digits-tiny")
     (run,) = client.search_runs([experiment.experiment_id],
-                                "tags.`automl_cnn.kind` = 'retrain'")
+                                "tags.`automl_cnn.role` = 'retrain'")
     assert run.info.status == "FINISHED"
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`automl_cnn.role` = 'parent'")
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id  # under the search's run
     assert run.data.metrics["test_acc_mean"] == pytest.approx(mean)
     assert run.data.metrics["test_acc_std"] == pytest.approx(std)
     assert [m.value for m in client.get_metric_history(run.info.run_id, "test_acc")] == accs
@@ -95,12 +99,13 @@ def test_retrain_on_digits_reports_mean_and_spread_and_keeps_the_models(
         export_model(run_dir, tmp_path / "e2", retrained=True, seed=7)
 
 
-def test_no_mlflow_flag_and_rank_errors(run_dir: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["retrain", str(run_dir), "--rank", "99", "--no-mlflow"]) == 2
-    assert "rank 99 does not exist" in capsys.readouterr().err
-    assert main(["retrain", str(run_dir), "--seeds", "0"]) == 2
-    assert "--seeds must be at least 1" in capsys.readouterr().err
+def test_command_checks_its_flags_before_reading_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for flag in ("--seeds", "--epochs"):
+        assert main(["retrain", str(tmp_path / "missing"), flag, "0", "--no-mlflow"]) == 2
+        assert f"{flag} must be at least 1, but got 0" in capsys.readouterr().err
+    assert main(["retrain", str(tmp_path / "missing"), "--no-mlflow"]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_validation_images_join_the_training_images() -> None:
