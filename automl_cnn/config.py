@@ -45,6 +45,13 @@ class SearchConfig:
     model_name: str | None = None  # registry name; None: the study name
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Accuracy is always the first objective: summaries, rankings and pruning read values[0].
+        objectives = tuple(self.objectives)
+        if "val_acc" in objectives:
+            objectives = ("val_acc", *(o for o in objectives if o != "val_acc"))
+        object.__setattr__(self, "objectives", objectives)
+
     # -- derived values ---------------------------------------------------------------------
     @property
     def resolved_study_name(self) -> str:

@@ -96,3 +96,11 @@ def test_baselines_sample_exactly_their_params() -> None:
             assert spec.depth == baseline.params["depth"]
             raw = yaml.safe_load(space.path.read_text())
             assert any(b["name"] == baseline.name for b in raw["baselines"])
+
+
+def test_accuracy_is_always_the_first_objective() -> None:
+    from automl_cnn.config import SearchConfig
+
+    config = SearchConfig(objectives=("params", "val_acc", "flops"), pruner="none").check()
+    assert config.objectives == ("val_acc", "params", "flops")
+    assert config.directions == ["maximize", "minimize", "minimize"]
