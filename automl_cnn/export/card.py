@@ -78,7 +78,8 @@ def _how_to_load(fmt: str, shape: str) -> str:
 def model_card(spec: ArchSpec, meta: dict[str, Any], *, files: list[str]) -> str:
     """README.md text for an export; ``meta`` is the export's meta.json."""
     shape = tuple(meta["input_shape"])
-    origin = (f"retrained from scratch on train+validation (seed {meta['retrained']['seed']})"
+    origin = (f"weights retrained from scratch on train+validation (seed "
+              f"{meta['retrained']['seed']})"
               if meta.get("retrained") else "the weights the search trained")
     classes = ", ".join(map(str, meta.get("classes", []))) or "(unnamed)"
     return "\n\n".join([
