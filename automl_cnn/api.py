@@ -179,7 +179,6 @@ def _load(url: str, study_name: str | None, *, run_dir: Path | None) -> RunSourc
     if study_name not in names:
         raise UserError(f"there is no study {study_name!r} in {shown}; it holds "
                         f"{', '.join(map(repr, names)) or 'no study'}.")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=optuna.samplers.RandomSampler())
     config = load_config(study)
