@@ -154,8 +154,8 @@ def check_tracked(client: MlflowClient, study: Any, *, experiment: str,
 
 # -- searches against real stores ------------------------------------------------------------
 @pytest.mark.slow
-def test_search_on_a_tracking_server(mlflow_server: Server, tmp_path: Path,
-                                     tracking_env: Any) -> None:
+def test_search_on_a_tracking_server(mlflow_server: Server, tmp_path: Path, tracking_env: Any,
+                                     capsys: pytest.CaptureFixture) -> None:
     from automl_cnn.data import load_dataset
     from automl_cnn.runners.search import run_search
 
@@ -163,6 +163,7 @@ def test_search_on_a_tracking_server(mlflow_server: Server, tmp_path: Path,
     config = SearchConfig(trials=4, space="tiny", out=str(tmp_path / "run"),
                           study_name="served", tracking_uri=mlflow_server.url)
     outcome = run_search(config, progress=False)
+    assert "View run" not in capsys.readouterr().out  # no MLflow line per trial on the terminal
     client = MlflowClient(mlflow_server.url)
     children = check_tracked(client, outcome.study, experiment="served", tmp_path=tmp_path)
 
@@ -187,7 +188,10 @@ def test_search_on_a_local_sqlite_store(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = SearchConfig(trials=2, space="tiny", out=str(tmp_path / "run"), tracking_uri=uri,
                           experiment="local-exp", model_name="local-cnn")
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
     outcome = run_search(config, progress=False)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env_before  # MLflow's globals put back
+    assert mlflow.get_tracking_uri() != uri
     client = MlflowClient(uri)
     check_tracked(client, outcome.study, experiment="local-exp", tmp_path=tmp_path)
     assert client.get_model_version_by_alias("local-cnn", "champion").run_id

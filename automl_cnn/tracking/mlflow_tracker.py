@@ -13,8 +13,8 @@ global experiment or active run. Layout in the MLflow UI::
                                 train_loss/val_loss/val_acc per epoch; architecture/ artifacts
 
 Example:
-    >>> tracker = MlflowTracker(SearchConfig(space="tiny", tracking_uri="sqlite:///m.db"))
-    >>> run_search(config, tracker=tracker)  # doctest: +SKIP
+    >>> config = SearchConfig(space="tiny", tracking_uri="sqlite:///mlflow.db")
+    >>> run_search(config, tracker=MlflowTracker(config))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ from __future__ import annotations
 import atexit
 import logging
 import math
-import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +35,6 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
-from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from torch import nn
 
@@ -47,6 +43,8 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
 from automl_cnn.shapes import LayerPlan
 from automl_cnn.tracking import Tracker, resolve_tracking_uri
+from automl_cnn.tracking.mlflow_store import (
+    SERVER_HINT, check_reachable, clip, global_tracking_uri, pip_requirements, quick_http)
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +55,6 @@ CHAMPION = "champion"
 #: value without training), so its run is FINISHED; its state tag says infeasible.
 RUN_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "infeasible": "FINISHED",
               "failed": "FAILED", "interrupted": "KILLED"}
-#: MLflow's HTTP client retries a dead server for minutes by default; during a search a lost
-#: server should cost seconds, once. Applied only around our calls, and only where the user
-#: has not set these variables.
-QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-              "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
-SERVER_HINT = ("Start one with `automl-cnn ui` (or `mlflow server --host 127.0.0.1 --port 5000`) "
-               "and pass --tracking-uri http://127.0.0.1:5000, leave --tracking-uri and "
-               "MLFLOW_TRACKING_URI unset to use the local store sqlite:///mlflow.db, or pass "
-               "--no-mlflow to search without tracking.")
 
 
 class MlflowTracker(Tracker):
@@ -86,8 +75,8 @@ class MlflowTracker(Tracker):
         self._broken = False
         self._warned = False  # the failure is reported once
         self._ended = False
-        _check_reachable(self.uri)
-        with _quick_http():
+        check_reachable(self.uri)
+        with quick_http():
             self.experiment_id = self._open_experiment()
 
     # -- hooks --------------------------------------------------------------------------------
@@ -107,7 +96,7 @@ class MlflowTracker(Tracker):
             run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:03d}",
                                          tags=tags)
             self.runs[number] = run.info.run_id
-            self._pending[number] = [Param(k, _text(v, MAX_PARAM_VAL_LENGTH))
+            self._pending[number] = [Param(k, clip(v, MAX_PARAM_VAL_LENGTH))
                                      for k, v in params.items()]
 
     def log_plan(self, number: int, spec: ArchSpec, plan: LayerPlan) -> None:
@@ -138,7 +127,7 @@ class MlflowTracker(Tracker):
         with self._guard(f"ending trial {number}'s run"):
             tags = [RunTag(STATE, outcome)]
             if reason:
-                tags.append(RunTag(REASON, _text(reason, MAX_TAG_VAL_LENGTH)))
+                tags.append(RunTag(REASON, clip(reason, MAX_TAG_VAL_LENGTH)))
             if pruned_epoch is not None:
                 tags.append(RunTag(PRUNED_EPOCH, str(pruned_epoch)))
             self.client.log_batch(run_id, params=self._pending.pop(number, []), tags=tags)
@@ -180,7 +169,7 @@ class MlflowTracker(Tracker):
         """Run MLflow calls; the first failure is reported once and turns tracking off
         (callers check :meth:`_off` first)."""
         try:
-            with _quick_http():
+            with quick_http():
                 yield
         except Exception as exc:  # MLflow, HTTP and database errors all mean the same here
             self._broken = True
@@ -235,7 +224,7 @@ class MlflowTracker(Tracker):
             ROLE: "parent", STUDY: self.study,
             "mlflow.note.content": f"automl-cnn study {self.study}: one nested run per trial."})
         run_id = run.info.run_id
-        self.client.log_batch(run_id, params=[Param(k, _text(v, MAX_PARAM_VAL_LENGTH))
+        self.client.log_batch(run_id, params=[Param(k, clip(v, MAX_PARAM_VAL_LENGTH))
                                               for k, v in settings.items() if v is not None])
         first = self._parents()[0].info.run_id
         if first != run_id:  # two processes started together: the earlier parent wins
@@ -264,11 +253,11 @@ class MlflowTracker(Tracker):
             params={"trial": str(number)}, tags={STUDY: self.study, TRIAL: str(number)})
         # log_model, and the registry resolving ``models:/<id>``, find their store through
         # MLflow's global tracking URI: point it at ours for these calls only.
-        with _use_tracking_uri(self.uri):
+        with global_tracking_uri(self.uri):
             mlflow.pytorch.log_model(
                 model, name="model", model_id=logged.model_id, run_id=run_id,
                 signature=infer_signature(x, y), input_example=x,
-                serialization_format="pt2", pip_requirements=_pip_requirements(),
+                serialization_format="pt2", pip_requirements=pip_requirements(),
                 validate_serving_input=False, step=number)
             try:
                 self.client.create_registered_model(
@@ -301,37 +290,6 @@ def _check_model_name(name: str) -> None:
                         "digits-cnn.")
 
 
-def _check_reachable(uri: str) -> None:
-    """A tracking server that does not answer fails the search before anything trains."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
-    except urllib.error.HTTPError:
-        return  # it answered (a proxy without /health, an auth wall): the client decides
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        why = getattr(exc, "reason", exc)
-        raise UserError(f"cannot reach the MLflow tracking server {uri} ({why}); nothing "
-                        f"was trained. {SERVER_HINT}") from None
-
-
-@contextmanager
-def _quick_http() -> Iterator[None]:
-    added = {k: v for k, v in QUICK_HTTP.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
-
-
-def _text(value: Any, limit: int) -> str:
-    """MLflow refuses params and tags over its length limits: keep the head, mark the cut."""
-    text = str(value)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 def _summary_metrics(summary: dict[str, Any]) -> list[Metric]:
     now = _now()
     metrics = [Metric(f"trials_{k}", float(v), now, 0)
@@ -340,11 +298,6 @@ def _summary_metrics(summary: dict[str, Any]) -> list[Metric]:
     if isinstance(test.get("accuracy"), (int, float)) and math.isfinite(test["accuracy"]):
         metrics.append(Metric("test_acc", float(test["accuracy"]), now, 0))
     return metrics
-
-
-def _pip_requirements() -> list[str]:
-    """Stated, not inferred: inferring them loads the model in a subprocess (seconds)."""
-    return [f"torch=={torch.__version__.split('+')[0]}"]
 
 
 def _now() -> int:

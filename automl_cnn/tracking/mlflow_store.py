@@ -1,0 +1,104 @@
+"""MLflow plumbing for the tracker: reaching the store, bounded HTTP retries, MLflow's global
+tracking URI scoped to one block, and values cut to MLflow's limits.
+
+Example:
+    >>> clip("x" * 10, 4)
+    'xxx…'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from automl_cnn.errors import UserError
+
+
+def import_pytorch_flavor() -> None:
+    """``mlflow.pytorch`` calls ``logging.basicConfig`` on import, which would route every
+    library's INFO lines (Lightning's banners) to the terminal: import it, keep root logging."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    import mlflow.pytorch  # noqa: F401
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+import_pytorch_flavor()  # before anything else imports it
+
+#: Set around our MLflow calls only, and only where the user has not set them. MLflow's HTTP
+#: client retries a dead server for minutes by default; during a search a lost server should
+#: cost seconds, once. And a server URI makes MLflow print a "View run" line per run ended,
+#: which would scroll the progress bar away (the CLI names the store once instead).
+QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+SERVER_HINT = ("Start one with `automl-cnn ui` (or `mlflow server --host 127.0.0.1 --port 5000`) "
+               "and pass --tracking-uri http://127.0.0.1:5000, leave --tracking-uri and "
+               "MLFLOW_TRACKING_URI unset to use the local store sqlite:///mlflow.db, or pass "
+               "--no-mlflow to search without tracking.")
+
+
+def check_reachable(uri: str) -> None:
+    """A tracking server that does not answer fails the search before anything trains."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy without /health, an auth wall): the client decides
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        why = getattr(exc, "reason", exc)
+        raise UserError(f"cannot reach the MLflow tracking server {uri} ({why}); nothing "
+                        f"was trained. {SERVER_HINT}") from None
+
+
+@contextmanager
+def global_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``uri`` for a block, then put back exactly,
+    ``$MLFLOW_TRACKING_URI`` included (``mlflow.set_tracking_uri`` writes and deletes it)."""
+    saved, saved_env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved)
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
+@contextmanager
+def quick_http() -> Iterator[None]:
+    added = {k: v for k, v in QUICK_HTTP.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def clip(value: Any, limit: int) -> str:
+    """MLflow refuses params and tags over its length limits: keep the head, mark the cut."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def pip_requirements() -> list[str]:
+    """Stated, not inferred: inferring them loads the model in a subprocess (seconds)."""
+    return [f"torch=={torch.__version__.split('+')[0]}"]
+
+
+__all__ = ["QUICK_HTTP", "SERVER_HINT", "check_reachable", "clip", "global_tracking_uri",
+           "import_pytorch_flavor", "pip_requirements", "quick_http"]
