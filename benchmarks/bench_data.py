@@ -34,23 +34,34 @@ from automl_cnn.data import DeviceBatches, augment_batch, load_dataset, make_bat
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
-def images_per_second(make: Callable[[], Batches], *, epochs: int, repeat: int,
-                      device: torch.device) -> float:
-    """Median over ``repeat`` runs of ``epochs`` full passes (after one warm-up pass)."""
-    batches = make()
-    for _ in batches:  # warm-up: worker start-up, allocator, caches
-        pass
-    rates = []
+def epochs_rate(batches: Batches, *, epochs: int, device: torch.device,
+                min_seconds: float = 0.0) -> float:
+    """Images per second over at least ``epochs`` full passes and ``min_seconds``: fast rows
+    run more epochs, so one scheduler hiccup on a busy machine cannot dominate a window."""
+    seen, done = 0, 0
+    start = time.perf_counter()
+    while done < epochs or time.perf_counter() - start < min_seconds:
+        for _, yb in batches:
+            seen += len(yb)
+        done += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return seen / (time.perf_counter() - start)
+
+
+def measure(rows: dict[tuple[str, bool], Callable[[], Batches]], *, epochs: int, repeat: int,
+            device: torch.device, min_seconds: float) -> dict[tuple[str, bool], float]:
+    """Median images/s per row. Rows take turns within each repeat, so a noisy neighbour on
+    a shared machine slows every row alike rather than whichever ran at that moment."""
+    made = {key: make() for key, make in rows.items()}
+    for batches in made.values():  # warm-up: worker start-up, thread pools, allocator
+        epochs_rate(batches, epochs=3, device=device)
+    rates: dict[tuple[str, bool], list[float]] = {key: [] for key in rows}
     for _ in range(repeat):
-        seen = 0
-        start = time.perf_counter()
-        for _ in range(epochs):
-            for xb, yb in batches:
-                seen += len(yb)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        rates.append(seen / (time.perf_counter() - start))
-    return statistics.median(rates)
+        for key, batches in made.items():
+            rates[key].append(epochs_rate(batches, epochs=epochs, device=device,
+                                          min_seconds=min_seconds))
+    return {key: statistics.median(r) for key, r in rates.items()}
 
 
 class LoaderBatches:
@@ -87,8 +98,10 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="at least this many per window")
+    parser.add_argument("--min-seconds", type=float, default=0.5,
+                        help="... and at least this long (fast rows run more epochs)")
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--no-stream", action="store_true", help="skip the PNG streaming row")
     parser.add_argument("--threads", type=int, default=None,
@@ -108,25 +121,26 @@ def main() -> None:
                                      shuffle=True, crop_padding=2 if aug else 0, flip=aug,
                                      drop_last=True)
 
-    rows: list[tuple[str, bool, Callable[[], Batches]]] = []
+    rows: dict[tuple[str, bool], Callable[[], Batches]] = {}
     for aug in (False, True):
-        rows.append(("DeviceBatches", aug, device_rows(aug)))
+        rows["DeviceBatches", aug] = device_rows(aug)
         for w in args.workers:
-            rows.append((f"DataLoader w{w}", aug, lambda w=w, aug=aug: LoaderBatches(
-                x_host, y_host, batch_size=bs, workers=w, device=device, augment=aug)))
+            rows[f"DataLoader w{w}", aug] = lambda w=w, aug=aug: LoaderBatches(
+                x_host, y_host, batch_size=bs, workers=w, device=device, augment=aug)
     tmp = tempfile.TemporaryDirectory()
     if not args.no_stream:
         write_png_folder(x_host, y_host, data.classes, Path(tmp.name))
         streamed = load_dataset(f"folder:{tmp.name}", memory_budget=0).to(device)
         for w in (0, 1):
-            rows.append((f"StreamBatches PNG w{w}", False, lambda w=w: make_batches(
-                streamed, "train", batch_size=bs, shuffle=True, drop_last=True, workers=w)))
+            rows[f"StreamBatches PNG w{w}", False] = lambda w=w: make_batches(
+                streamed, "train", batch_size=bs, shuffle=True, drop_last=True, workers=w)
 
     print(f"{args.dataset}: {len(y_host)} training images {tuple(x_host.shape[1:])}, batch {bs}, "
-          f"device {device}, {args.epochs} epochs × {args.repeat} repeats "
+          f"device {device}, median of {args.repeat} windows of >= {args.epochs} epochs and "
+          f">= {args.min_seconds:g} s each "
           f"(torch threads: {torch.get_num_threads()})\n")
-    rates = {(name, aug): images_per_second(make, epochs=args.epochs, repeat=args.repeat,
-                                             device=device) for name, aug, make in rows}
+    rates = measure(rows, epochs=args.epochs, repeat=args.repeat, device=device,
+                    min_seconds=args.min_seconds)
     print(f"{'pipeline':<24}{'augment':>8}{'images/s':>14}{'vs DataLoader w0':>18}")
     for (name, aug), rate in rates.items():
         base = rates[("DataLoader w0", aug)] if ("DataLoader w0", aug) in rates else rate

@@ -64,7 +64,8 @@ def test_mnist_idx_files_become_exact_splits(tmp_path: Path, gz: bool) -> None:
     assert data.sizes() == {"train": 24, "val": 6, "test": 9}
     assert torch.equal(data.x_test[:, 0], torch.from_numpy(files["x_test"]))
     assert data.y_test.tolist() == files["y_test"].tolist()
-    together = rows(torch.cat([data.x_train, data.x_val])[:, 0], torch.cat([data.y_train, data.y_val]))
+    together = rows(torch.cat([data.x_train, data.x_val])[:, 0],
+                    torch.cat([data.y_train, data.y_val]))
     assert together == rows(torch.from_numpy(files["x"]), torch.from_numpy(files["y"]))
     assert not data.flip_ok
 
@@ -140,7 +141,8 @@ def test_mnist_truncated_gzip_and_missing_files(tmp_path: Path) -> None:
 
 def cifar_batch(n: int, seed: int, label_key: str, classes: int, *, text_keys: bool) -> dict:
     rng = np.random.default_rng(seed)
-    batch = {"batch_label": "training batch", "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+    batch = {"batch_label": "training batch",
+             "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
              label_key: [int(v) for v in rng.permutation(np.arange(n) % classes)],
              "filenames": [f"img_{seed}_{i}.png" for i in range(n)]}
     if text_keys:

@@ -74,7 +74,8 @@ def test_image_size_resizes_every_split() -> None:
         load_dataset("digits", image_size=0)
 
 
-def test_memory_budget_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_budget_from_the_environment(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
     for label in ("a", "b"):
@@ -91,7 +92,8 @@ def test_memory_budget_from_the_environment(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_config_validates_and_names_path_datasets() -> None:
-    assert SearchConfig(dataset="mnist:/data/fashion").resolved_study_name == "mnist-fashion-default"
+    fashion = SearchConfig(dataset="mnist:/data/fashion")
+    assert fashion.resolved_study_name == "mnist-fashion-default"
     assert SearchConfig(dataset="npz:sets/faces.npz", space="tiny").resolved_study_name \
         == "npz-faces-tiny"
     assert SearchConfig(dataset="folder:.").resolved_study_name == "folder-default"

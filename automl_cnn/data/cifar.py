@@ -107,14 +107,16 @@ def _locate(folder: Path, inner: str, marker: str) -> Path:
 def read_cifar10(folder: Path) -> ArraySet:
     """``data_batch_1`` .. ``data_batch_5`` (train), ``test_batch`` and ``batches.meta``."""
     folder = _locate(folder, "cifar-10-batches-py", "data_batch_1")
-    batches = sorted((p for p in folder.glob("data_batch_*") if re.fullmatch(r"data_batch_\d+", p.name)),
+    batches = sorted((p for p in folder.glob("data_batch_*")
+                      if re.fullmatch(r"data_batch_\d+", p.name)),
                      key=lambda p: int(p.name.rsplit("_", 1)[1]))
     if not batches:
         raise DatasetError(f"cifar10: {folder} holds no data_batch_1 .. data_batch_5. Point "
                            "cifar10:DIR at the unpacked cifar-10-batches-py folder.")
     parts = [_read_batch(p, "labels") for p in batches]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    test = _read_batch(folder / "test_batch", "labels") if (folder / "test_batch").exists() else None
+    test_file = folder / "test_batch"
+    test = _read_batch(test_file, "labels") if test_file.exists() else None
     names = _names(folder / "batches.meta", "label_names") or CIFAR10_CLASSES
     classes, y, y_test = index_labels(y, None if test is None else test[1], names, str(folder))
     return ArraySet(classes, x, y, None if test is None else (test[0], y_test))

@@ -215,9 +215,10 @@ def read_folder(root: Path, *, seed: int, image_size: int | None = None,
     train_idx, val_idx = stratified_split(y, _MAKE_SPLITS["val_fraction"], seed=seed)
     return ImageSplits(
         name=f"folder:{root}", classes=classes, flip_ok=True,
-        x_train=files.take(train_idx), y_train=torch.from_numpy(y[train_idx]),  # type: ignore[arg-type]
-        x_val=files.take(val_idx), y_val=torch.from_numpy(y[val_idx]),  # type: ignore[arg-type]
-        x_test=test_files, y_test=torch.from_numpy(y_test),  # type: ignore[arg-type]
+        # ImageFiles stand in for the image tensors until load_or_stream decodes them.
+        x_train=files.take(train_idx), y_train=torch.from_numpy(y[train_idx]),  # type: ignore
+        x_val=files.take(val_idx), y_val=torch.from_numpy(y[val_idx]),  # type: ignore
+        x_test=test_files, y_test=torch.from_numpy(y_test),  # type: ignore
     )
 
 

@@ -156,7 +156,8 @@ def read_idx(path: Path, *, ndim: int) -> np.ndarray:
         raise DatasetError(f"{path}: {problem}: the header promises shape {tuple(dims)} "
                            f"({need:,} bytes of data) but the file holds "
                            f"{len(raw) - header:,}. Download the file again.")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return array.astype(dtype.newbyteorder("="))  # native byte order, and a writable copy
 
 
 def find_idx(folder: Path, split: str, kind: str) -> Path | None:
@@ -179,7 +180,8 @@ def read_mnist(folder: Path) -> ArraySet:
     test split) when present. An optional ``classes.txt`` (one name per line) names labels
     0, 1, ...; Fashion-MNIST ships without one, so its classes read "0".."9"."""
     require_path(folder, folder=True, what="mnist")
-    paths = {(s, k): find_idx(folder, s, k) for s in ("train", "t10k") for k in ("images", "labels")}
+    paths = {(s, k): find_idx(folder, s, k)
+             for s in ("train", "t10k") for k in ("images", "labels")}
     if paths["train", "images"] is None or paths["train", "labels"] is None:
         listing = ", ".join(sorted(p.name for p in folder.iterdir())[:12]) or "nothing"
         raise DatasetError(f"mnist: {folder} lacks train-images-idx3-ubyte[.gz] and/or "
@@ -192,7 +194,7 @@ def read_mnist(folder: Path) -> ArraySet:
     x, y = _read_pair(paths["train", "images"], paths["train", "labels"])
     test = None
     if paths["t10k", "images"] is not None:
-        test = _read_pair(paths["t10k", "images"], paths["t10k", "labels"])  # type: ignore[arg-type]
+        test = _read_pair(paths["t10k", "images"], paths["t10k", "labels"])  # type: ignore
         if test[0].shape[1:] != x.shape[1:]:
             raise DatasetError(f"{paths['t10k', 'images']}: images are {test[0].shape[2]}×"
                                f"{test[0].shape[3]}, but the training images are "

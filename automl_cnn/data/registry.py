@@ -66,7 +66,8 @@ def load_dataset(name: str, *, seed: int = 0, image_size: int | None = None,
     Example:
         >>> load_dataset("digits").input_shape
         (1, 8, 8)
-        >>> load_dataset("mnist:/data/fashion", train_subset=5000).sizes()["train"]  # doctest: +SKIP
+        >>> fashion = load_dataset("mnist:/data/fashion", train_subset=5000)  # doctest: +SKIP
+        >>> fashion.sizes()["train"]  # doctest: +SKIP
         5000
     """
     for what, value in (("image_size", image_size), ("train_subset", train_subset)):
