@@ -287,6 +287,35 @@ def test_values_mlflow_cannot_store_are_handled(mlflow_server: Server,
     assert math.isnan(run.data.metrics["train_loss"]) and run.data.metrics["val_acc"] == 0.5
 
 
+class Branchy(torch.nn.Module):
+    """A network torch.export refuses (control flow on the data)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = x.flatten(1)[:, :10]
+        return logits if x.sum() > 0 else -logits
+
+
+@pytest.mark.slow
+def test_a_model_mlflow_cannot_log_does_not_stop_tracking(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = SearchConfig(space="tiny", study_name="branchy", tracking_uri=uri)
+    tracker = MlflowTracker(config)
+    with caplog.at_level(logging.WARNING, logger=TRACKER_LOG):
+        tracker.start_search(config, settings={})
+        tracker.start_trial(0, {"depth": 1})
+        tracker.new_best(0, 0.9, Branchy(), torch.rand(4, 1, 8, 8))
+        tracker.log_epoch(0, 0, {"val_acc": 0.9})
+        tracker.end_trial(0, outcome="complete")
+        tracker.end_search(status="FINISHED", summary={})
+    (warning,) = [r for r in caplog.records if r.name == TRACKER_LOG]
+    assert "model" in warning.getMessage() and "Tracking goes on" in warning.getMessage()
+    runs = runs_of(MlflowClient(uri), "branchy")
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    (trial,) = [r for r in runs if r.data.tags["automl_cnn.role"] == "trial"]
+    assert trial.data.metrics["val_acc"] == 0.9
+
+
 @pytest.mark.slow
 def test_a_process_that_exits_early_leaves_no_running_run(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -72,8 +72,9 @@ class MlflowTracker(Tracker):
         self.parent_id: str | None = None
         self.runs: dict[int, str] = {}  # trial number -> open run id
         self._pending: dict[int, list[Param]] = {}  # params sent with the next batch
+        self._unsent: dict[str, str] = {}  # run id -> outcome of a trial ended while broken
         self._broken = False
-        self._warned = False  # the failure is reported once
+        self._warned: set[bool] = set()  # kinds of failure reported (once each)
         self._ended = False
         check_reachable(self.uri)
         with quick_http():
@@ -121,6 +122,8 @@ class MlflowTracker(Tracker):
 
     def end_trial(self, number: int, *, outcome: str, reason: str | None = None,
                   values: list[float] | None = None, pruned_epoch: int | None = None) -> None:
+        if self._broken and number in self.runs:  # end_search tries once more to close it
+            self._unsent[self.runs.pop(number)] = outcome
         if self._off(number):
             return
         run_id = self.runs.pop(number)
@@ -137,7 +140,9 @@ class MlflowTracker(Tracker):
                  example: torch.Tensor) -> None:
         if self._off(number):
             return
-        with self._guard(f"logging trial {number}'s model"):
+        # A model MLflow cannot log (torch.export refusing a layer) costs the registry entry,
+        # not the tracking of later trials.
+        with self._guard(f"logging trial {number}'s model", stop_tracking=False):
             run_id = self.runs[number]
             version = self._log_model(run_id, number, value, model, example)
             self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
@@ -153,9 +158,11 @@ class MlflowTracker(Tracker):
             return
         if self._broken:  # one last try, so a store that came back shows no RUNNING runs
             self._broken = False
-            self._warned = True
         with self._guard("ending the study's parent run"):
             self._close_open_runs("KILLED" if status == "FINISHED" else status)
+            for run_id, outcome in self._unsent.items():
+                self.client.log_batch(run_id, tags=[RunTag(STATE, outcome)])
+                self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
             self.client.set_terminated(self.parent_id, status)
             self.client.log_batch(self.parent_id, metrics=_summary_metrics(summary))
 
@@ -165,21 +172,30 @@ class MlflowTracker(Tracker):
             number is not None and number not in self.runs)
 
     @contextmanager
-    def _guard(self, doing: str) -> Iterator[None]:
-        """Run MLflow calls; the first failure is reported once and turns tracking off
-        (callers check :meth:`_off` first)."""
+    def _guard(self, doing: str, *, stop_tracking: bool = True) -> Iterator[None]:
+        """Run MLflow calls; a failure is reported once (per kind) and, unless
+        ``stop_tracking`` is off, turns tracking off (callers check :meth:`_off` first)."""
         try:
             with quick_http():
                 yield
         except Exception as exc:  # MLflow, HTTP and database errors all mean the same here
-            self._broken = True
-            if self._warned:
+            fatal = stop_tracking or not self._server_answers()
+            self._broken = self._broken or fatal
+            if fatal in self._warned:
                 return
-            self._warned = True
-            log.warning("MLflow tracking at %s failed while %s (%s: %s). The search goes on "
-                        "without tracking; the Optuna study still records every trial.",
-                        self.uri, doing, type(exc).__name__, str(exc).splitlines()[0][:300]
-                        if str(exc) else "")
+            self._warned.add(fatal)
+            then = ("The search goes on without tracking; the Optuna study still records "
+                    "every trial." if fatal else "Tracking goes on.")
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            log.warning("MLflow tracking at %s failed while %s (%s: %s). %s",
+                        self.uri, doing, type(exc).__name__, first, then)
+
+    def _server_answers(self) -> bool:
+        try:
+            check_reachable(self.uri)
+        except UserError:
+            return False
+        return True
 
     def _open_experiment(self) -> str:
         try:
