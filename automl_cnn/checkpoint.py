@@ -89,12 +89,20 @@ def load_checkpoint(folder: Path, *, weights: bool = True,
 
 
 def keep_best(root: Path, k: int) -> list[Path]:
-    """Delete all but the ``k`` checkpoints under ``root`` with the highest ``meta['value']``.
+    """Delete all but the best ``k`` checkpoints under ``root``, ranked like the study's trials
+    (:func:`automl_cnn.results.rank_key` on the accuracy and loss in ``meta.json``).
 
     Returns the kept folders, best first.
     """
+    from automl_cnn.results import rank_key  # optuna: only for the search, not for loading
+
+    def key(folder: Path) -> tuple[float, float, int]:
+        meta = read_meta(folder)
+        return rank_key(meta.get("value", float("-inf")), meta.get("val_loss"),
+                        int(meta.get("trial", 0)))
+
     folders = [p for p in Path(root).glob("trial-*") if (p / META).exists()]
-    ranked = sorted(folders, key=lambda p: (-read_meta(p).get("value", float("-inf")), p.name))
+    ranked = sorted(folders, key=key)
     for stale in ranked[k:]:
         shutil.rmtree(stale, ignore_errors=True)
     return ranked[:k]

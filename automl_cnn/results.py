@@ -42,11 +42,23 @@ def val_acc_of(trial: FrozenTrial) -> float:
     return float(trial.values[0]) if trial.values else float("nan")
 
 
+def rank_key(val_acc: float, val_loss: float | None, number: int) -> tuple[float, float, int]:
+    """Sort key, best first: higher validation accuracy; on a tie (a small validation set often
+    has several perfect scores) lower validation loss; then the earlier trial."""
+    loss = float("inf") if val_loss is None or val_loss != val_loss else val_loss
+    return (-val_acc, loss, number)
+
+
+def final_val_loss(trial: FrozenTrial) -> float | None:
+    history = trial.user_attrs.get("history") or []
+    return history[-1].get("val_loss") if history else None
+
+
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Fully trained trials, best validation accuracy first (ties: earlier trial first)."""
+    """Fully trained trials, best first (see :func:`rank_key`)."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if outcome_of(t) == "complete"]
-    return sorted(done, key=lambda t: (-val_acc_of(t), t.number))
+    return sorted(done, key=lambda t: rank_key(val_acc_of(t), final_val_loss(t), t.number))
 
 
 @dataclass(frozen=True)

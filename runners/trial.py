@@ -31,7 +31,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits, make_batches
 from automl_cnn.device import Device
 from automl_cnn.model import build_model
-from automl_cnn.results import ranked_trials, val_acc_of
+from automl_cnn.results import final_val_loss, rank_key, ranked_trials, val_acc_of
 from automl_cnn.search_spaces import SearchSpace
 from automl_cnn.shapes import InfeasibleArchitecture, LayerPlan, plan_layers
 from automl_cnn.tracking import Tracker
@@ -154,7 +154,7 @@ class TrialRunner:
         val_acc = module.history[-1]["val_acc"] if module.history else 0.0
         self._record(trial, module, started, COMPLETE, None)
         values = objective_values(self.config, val_acc, plan)
-        self._keep(trial, module.model, spec, val_acc, values)
+        self._keep(trial, module.model, spec, module.history, values)
         self.tracker.end_trial(trial.number, outcome=COMPLETE, values=values)
         return values
 
@@ -172,19 +172,22 @@ class TrialRunner:
             trial.set_user_attr("reason", reason[:2000])
 
     def _keep(self, trial: optuna.Trial, model: torch.nn.Module, spec: ArchSpec,
-              val_acc: float, values: list[float]) -> None:
+              history: list[dict[str, float]], values: list[float]) -> None:
         """Keep weights of the best ``config.keep`` trials; tell the tracker of a new best."""
         study = trial.study
         ranked = ranked_trials(study)  # this trial is still running, so not in the ranking
+        val_acc, val_loss = history[-1]["val_acc"], history[-1]["val_loss"]
         cpu_model = model.to("cpu").eval()
         meta = {
-            "trial": trial.number, "value": val_acc, "values": values,
+            "trial": trial.number, "value": val_acc, "val_loss": val_loss, "values": values,
             "objectives": list(self.config.objectives), "study_name": study.study_name,
             "dataset": self.data.name, "classes": list(self.data.classes),
             "input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes,
         }
         folder = save_checkpoint(trial_folder(self.run_dir, trial.number), cpu_model, spec, meta)
         keep_best(folder.parent, self.config.keep)
-        if not ranked or val_acc > val_acc_of(ranked[0]):
+        best = ranked[0] if ranked else None
+        if best is None or rank_key(val_acc, val_loss, trial.number) < rank_key(
+                val_acc_of(best), final_val_loss(best), best.number):
             example = self.data.x_val[:4].float().div(255.0).cpu()
             self.tracker.new_best(trial.number, val_acc, cpu_model, example)

@@ -218,3 +218,16 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     assert optuna.trial.TrialState.RUNNING not in states
     assert states.count(optuna.trial.TrialState.COMPLETE) >= 1
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+
+
+def test_ties_in_accuracy_are_broken_by_validation_loss(tmp_path: Path) -> None:
+    from automl_cnn.results import rank_key
+
+    assert rank_key(1.0, 0.05, 9) < rank_key(1.0, 0.2, 3) < rank_key(0.99, 0.01, 1)
+    config = SearchConfig(trials=5, space="tiny", out=str(tmp_path / "run"), mlflow=False)
+    outcome = run_search(config, progress=False)
+    ranked = ranked_trials(outcome.study)
+    keys = [rank_key(t.value, t.user_attrs["history"][-1]["val_loss"], t.number) for t in ranked]
+    assert keys == sorted(keys)
+    kept = sorted(p.name for p in (config.run_dir / "models").iterdir())
+    assert kept == sorted(f"trial-{t.number:04d}" for t in ranked[:3])
