@@ -17,8 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 import torch
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
 
 from automl_cnn.arch import ArchSpec
 from automl_cnn.checkpoint import load_checkpoint, trial_folder
@@ -27,12 +30,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
 from automl_cnn.results import outcome_of, ranked_trials
 from automl_cnn.tracking import Tracker, make_tracker
-
-mlflow = pytest.importorskip("mlflow")
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import ViewType  # noqa: E402
-
-from automl_cnn.tracking.mlflow_tracker import RUN_STATUS, MlflowTracker  # noqa: E402
+from automl_cnn.tracking.mlflow_tracker import RUN_STATUS, MlflowTracker
 
 TRACKER_LOG = "automl_cnn.tracking.mlflow_tracker"
 
@@ -241,10 +239,14 @@ def test_ctrl_c_leaves_no_running_run_and_a_second_process_reuses_the_parent(
 
 
 def trial_run_started(client: MlflowClient, experiment: str, number: int) -> bool:
-    exp = client.get_experiment_by_name(experiment) if Path(
-        client.tracking_uri[len("sqlite:///"):]).exists() else None
-    return exp is not None and bool(client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`automl_cnn.trial` = '{number}'"))
+    if not Path(client.tracking_uri[len("sqlite:///"):]).exists():
+        return False
+    try:
+        exp = client.get_experiment_by_name(experiment)
+        return exp is not None and bool(client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`automl_cnn.trial` = '{number}'"))
+    except mlflow.exceptions.MlflowException:  # the search holds a write lock: ask again
+        return False
 
 
 # -- faults ----------------------------------------------------------------------------------
@@ -361,6 +363,25 @@ def test_server_lost_mid_search_warns_once_and_the_study_completes(
     assert len(outcome.study.trials) == 2
     assert all(outcome_of(t) != "running" for t in outcome.study.trials)
     assert outcome.summary["best"] is not None
+
+
+def test_epoch_metrics_of_a_long_trial_show_before_it_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short trials send their epochs with the last call; slow epochs go out as they end."""
+    from automl_cnn.tracking import mlflow_tracker
+
+    monkeypatch.setattr(mlflow_tracker, "SEND_EVERY", 0.0)  # every epoch counts as slow
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = SearchConfig(space="tiny", study_name="live", tracking_uri=uri)
+    tracker = MlflowTracker(config)
+    tracker.start_search(config, settings={})
+    tracker.start_trial(0, {"depth": 1})
+    tracker.log_epoch(0, 0, {"val_acc": 0.25})
+    client = MlflowClient(uri)
+    history = client.get_metric_history(tracker.runs[0], "val_acc")
+    assert [(m.step, m.value) for m in history] == [(0, 0.25)]
+    tracker.end_trial(0, outcome="complete")
+    tracker.end_search(status="FINISHED", summary={})
 
 
 # -- small pieces ----------------------------------------------------------------------------

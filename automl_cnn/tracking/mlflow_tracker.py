@@ -35,7 +35,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
+from mlflow.utils.validation import (
+    MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH)
 from torch import nn
 
 from automl_cnn.arch import ArchSpec
@@ -53,6 +54,9 @@ STATE, REASON, PRUNED_EPOCH = "automl_cnn.state", "automl_cnn.reason", "automl_c
 CHAMPION = "champion"
 #: Trial outcome -> MLflow run status. An infeasible trial ran correctly (it scored the worst
 #: value without training), so its run is FINISHED; its state tag says infeasible.
+#: Epoch metrics go out at most this often (seconds) and with the trial's last call: a
+#: sub-second digits trial costs one metrics call, a minutes-long CIFAR epoch shows live.
+SEND_EVERY = 1.0
 RUN_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "infeasible": "FINISHED",
               "failed": "FAILED", "interrupted": "KILLED"}
 
@@ -72,6 +76,9 @@ class MlflowTracker(Tracker):
         self.parent_id: str | None = None
         self.runs: dict[int, str] = {}  # trial number -> open run id
         self._pending: dict[int, list[Param]] = {}  # params sent with the next batch
+        self._epochs: dict[int, list[Metric]] = {}  # epoch metrics not sent yet
+        self._sent_at: dict[int, float] = {}  # when a trial's metrics were last sent
+        self._last_epoch: dict[int, int] = {}  # the model is linked to its final metrics
         self._unsent: dict[str, str] = {}  # run id -> outcome of a trial ended while broken
         self._broken = False
         self._warned: set[bool] = set()  # kinds of failure reported (once each)
@@ -97,6 +104,7 @@ class MlflowTracker(Tracker):
             run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:03d}",
                                          tags=tags)
             self.runs[number] = run.info.run_id
+            self._sent_at[number] = time.monotonic()
             self._pending[number] = [Param(k, clip(v, MAX_PARAM_VAL_LENGTH))
                                      for k, v in params.items()]
 
@@ -115,13 +123,19 @@ class MlflowTracker(Tracker):
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         if self._off(number):
             return
-        with self._guard(f"logging trial {number}'s epoch {epoch}"):
-            now = _now()
-            self.client.log_batch(self.runs[number], metrics=[
-                Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+        self._last_epoch[number] = epoch
+        now = _now()
+        buffer = self._epochs.setdefault(number, [])
+        buffer += [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        if (time.monotonic() - self._sent_at.get(number, 0.0) >= SEND_EVERY
+                or len(buffer) >= MAX_METRICS_PER_BATCH - 10):
+            with self._guard(f"logging trial {number}'s epoch {epoch}"):
+                self._send_epochs(number)
 
     def end_trial(self, number: int, *, outcome: str, reason: str | None = None,
                   values: list[float] | None = None, pruned_epoch: int | None = None) -> None:
+        self._last_epoch.pop(number, None)
+        self._sent_at.pop(number, None)
         if self._broken and number in self.runs:  # end_search tries once more to close it
             self._unsent[self.runs.pop(number)] = outcome
         if self._off(number):
@@ -133,7 +147,8 @@ class MlflowTracker(Tracker):
                 tags.append(RunTag(REASON, clip(reason, MAX_TAG_VAL_LENGTH)))
             if pruned_epoch is not None:
                 tags.append(RunTag(PRUNED_EPOCH, str(pruned_epoch)))
-            self.client.log_batch(run_id, params=self._pending.pop(number, []), tags=tags)
+            self.client.log_batch(run_id, params=self._pending.pop(number, []), tags=tags,
+                                  metrics=self._epochs.pop(number, []))
             self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
 
     def new_best(self, number: int, value: float, model: nn.Module,
@@ -144,6 +159,7 @@ class MlflowTracker(Tracker):
         # not the tracking of later trials.
         with self._guard(f"logging trial {number}'s model", stop_tracking=False):
             run_id = self.runs[number]
+            self._send_epochs(number)  # the logged model links the run's final metrics
             version = self._log_model(run_id, number, value, model, example)
             self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
             self.client.log_batch(self.parent_id, metrics=[
@@ -274,7 +290,7 @@ class MlflowTracker(Tracker):
                 model, name="model", model_id=logged.model_id, run_id=run_id,
                 signature=infer_signature(x, y), input_example=x,
                 serialization_format="pt2", pip_requirements=pip_requirements(),
-                validate_serving_input=False, step=number)
+                validate_serving_input=False, step=self._last_epoch.get(number, 0))
             try:
                 self.client.create_registered_model(
                     self.model_name, description=f"Best network of automl-cnn study "
@@ -287,9 +303,16 @@ class MlflowTracker(Tracker):
                 model_id=logged.model_id, tags={TRIAL: str(number), "val_acc": f"{value:.6f}"})
         return str(version.version)
 
+    def _send_epochs(self, number: int) -> None:
+        self._sent_at[number] = time.monotonic()
+        if self._epochs.get(number):
+            self.client.log_batch(self.runs[number], metrics=self._epochs.pop(number))
+
     def _close_open_runs(self, status: str) -> None:
+        state = "interrupted" if status == "KILLED" else "failed"
         for number in list(self.runs):
-            self.client.log_batch(self.runs[number], tags=[RunTag(STATE, "interrupted")])
+            self.client.log_batch(self.runs[number], tags=[RunTag(STATE, state)],
+                                  metrics=self._epochs.pop(number, []))
             self.client.set_terminated(self.runs.pop(number), status)
 
     def _at_exit(self) -> None:
