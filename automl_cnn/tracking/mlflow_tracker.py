@@ -2,7 +2,9 @@
 network registered with the alias ``champion``.
 
 Every call names its run id through one :class:`~mlflow.MlflowClient`; nothing sets MLflow's
-global experiment or active run. Layout in the MLflow UI::
+global experiment or active run. A trial costs about five calls: its run, one batch of params
+and plan metrics, the architecture artifacts, one batch of epoch metrics and end tags, the end
+status (epochs of slow trials go out as they end, at most once a second). Layout in the UI::
 
     experiment <study name>
       run <study name>          tags automl_cnn.role=parent; search settings as params;
