@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def silence_lightning() -> None:
     """Mute Lightning's per-Trainer banners ("GPU available ...") and known-harmless warnings."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning",
+                 "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")

@@ -76,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
     outcome = run_search(config, resume=args.resume, progress=not args.no_progress)
     print_summary(outcome.summary)
+    if config.mlflow:
+        from automl_cnn.tracking import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(config.tracking_uri)
+        print(f"MLflow runs: {uri} (experiment {config.experiment or outcome.study.study_name}); "
+              f"browse them with: automl-cnn ui" + (f" --tracking-uri {uri}"
+                                                    if config.tracking_uri else ""))
     if outcome.interrupted:
         print(f"\nStopped early; every finished trial is kept. Resume with:\n  "
               f"{resume_command(args)}")
@@ -113,6 +120,8 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
         print(format_plan(best["layer_plan"]), file=out)
     print(f"\nRun directory: {summary['run_dir']}  (summary.json, models/, config.json)",
           file=out)
+    if summary.get("report"):
+        print(f"Report: {summary['report']}  (open it in a browser; works offline)", file=out)
     print(f"Study storage: {summary['storage']}", file=out)
 
 
