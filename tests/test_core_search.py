@@ -109,6 +109,7 @@ def test_cli_search_end_to_end(tmp_path: Path) -> None:
     assert "GPU available" not in proc.stderr + proc.stdout
     assert "Best trial" in proc.stdout and "block1.conv" in proc.stdout
     assert "Test accuracy" in proc.stdout
+    assert f"Report: {out / 'report.html'}" in proc.stdout and (out / "report.html").exists()
 
 
 def test_resume_adds_trials_to_the_same_study(tmp_path: Path) -> None:
