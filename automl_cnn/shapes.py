@@ -147,7 +147,8 @@ def plan_layers(
                 f"block{i}.pool", "pool", (cur.c, cur.h, cur.w), cur.rf, 0, 0,
                 block.pool_size, block.pool_stride, 0,
             ))
-    rows.extend(_plan_head(spec, cur, num_classes, max(h, w)))
+    # A head unit sees the whole image, or more: the stack's field can overhang the padding.
+    rows.extend(_plan_head(spec, cur, num_classes, max(h, w, cur.rf)))
     return LayerPlan(tuple(rows))
 
 

@@ -104,6 +104,9 @@ def test_receptive_field_grows_by_kernel_times_jump() -> None:
     rf = {layer.name: layer.receptive_field for layer in plan_layers(spec, (1, 32, 32), 2).layers}
     # conv3: 3; pool2 (jump 1): 3 + 1 = 4, jump 2; conv5: 4 + 4·2 = 12.
     assert (rf["block1.conv"], rf["block1.pool"], rf["block2.conv"]) == (3, 4, 12)
+    assert rf["head.out"] == 32  # a head unit sees the whole image
+    deep = plan_layers(spec, (1, 8, 8), 2)
+    assert deep.layers[-1].receptive_field == deep.receptive_field == 12  # overhangs the 8×8
 
 
 def test_infeasible_reason_names_the_layer() -> None:
