@@ -151,8 +151,8 @@ def run_search(config: SearchConfig, *, resume: bool = False, progress: bool = T
     if on_ready:
         on_ready(config)
     stop = StopFlag()
-    runner = TrialRunner(config, space, data.to(device.torch_device), device, tracker=tracker,
-                         run_dir=run_dir, stop=stop)
+    data = data.to(device.torch_device)  # once: trials and the final test batch from here
+    runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop)
     started = time.perf_counter()
     bar = ProgressBar(total=config.trials, enabled=progress)
     interrupted, status = False, "FINISHED"
