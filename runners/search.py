@@ -97,7 +97,11 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
                         "to add trials to it, or choose another --study-name.")
     if not exists and resume and config.storage is not None:
         raise UserError(f"--resume: there is no study {name!r} in {config.storage_url}.")
-    study = open_study(config, space, create=not exists, storage=storage)
+    try:
+        study = open_study(config, space, create=not exists, storage=storage)
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
+        raise UserError(f"study {name!r} was just created in {config.storage_url} by another "
+                        "process. Run this worker with --resume to join it.") from None
     if not exists:
         study.set_user_attr(DATASET_ATTR, {
             "name": data.name, "classes": list(data.classes),
