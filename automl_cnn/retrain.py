@@ -206,14 +206,15 @@ def log_to_mlflow(result: RetrainResult, src: RunSource, *, uri: str) -> str:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
+    from automl_cnn.tracking.mlflow_tracker import study_parents
+
     client = MlflowClient(uri)
     name = src.config.experiment or src.name
     found = client.get_experiment_by_name(name)
     experiment = found.experiment_id if found else client.create_experiment(name)
     tags = {"automl_cnn.role": "retrain", "automl_cnn.study": result.study_name,
             "automl_cnn.trial": str(result.trial), "automl_cnn.rank": str(result.rank)}
-    parents = client.search_runs([experiment], "tags.`automl_cnn.role` = 'parent' and "
-                                 f"tags.`automl_cnn.study` = '{result.study_name}'", max_results=1)
+    parents = study_parents(client, experiment, result.study_name)  # the tracker's parent run
     if parents:
         tags["mlflow.parentRunId"] = parents[0].info.run_id
     run = client.create_run(experiment, run_name=f"retrain-trial-{result.trial}", tags=tags)

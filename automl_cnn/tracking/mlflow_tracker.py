@@ -239,11 +239,7 @@ class MlflowTracker(Tracker):
         return found.experiment_id
 
     def _parents(self) -> list[Any]:
-        runs = self.client.search_runs([self.experiment_id],
-                                       filter_string=f"tags.`{ROLE}` = 'parent'",
-                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
-        ours = [r for r in runs if r.data.tags.get(STUDY) == self.study]
-        return sorted(ours, key=lambda r: (r.info.start_time, r.info.run_id))
+        return study_parents(self.client, self.experiment_id, self.study)
 
     def _attach_parent(self) -> str | None:
         """Another process (or an earlier run of this study) made the parent: reuse it."""
@@ -322,6 +318,14 @@ class MlflowTracker(Tracker):
         left RUNNING."""
         if not self._ended:
             self.end_search(status="KILLED", summary={})
+
+
+def study_parents(client: MlflowClient, experiment_id: str, study: str) -> list[Any]:
+    """The study's parent runs, the one every process attaches to first (the earliest)."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{ROLE}` = 'parent'",
+                              run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+    ours = [r for r in runs if r.data.tags.get(STUDY) == study]
+    return sorted(ours, key=lambda r: (r.info.start_time, r.info.run_id))
 
 
 def _check_model_name(name: str) -> None:
