@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -110,7 +109,3 @@ def keep_best(root: Path, k: int) -> list[Path]:
 
 def trial_folder(run_dir: Path, number: int) -> Path:
     return Path(run_dir) / "models" / f"trial-{number:04d}"
-
-
-def to_cpu_model(model: nn.Module) -> nn.Module:
-    return model.to(torch.device("cpu")).eval()
