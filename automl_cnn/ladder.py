@@ -1,0 +1,148 @@
+"""A fidelity ladder: cheap rungs first, the best candidates promoted to more data and epochs.
+
+Pure arithmetic, no torch or optuna. A rung is (class-balanced training images, epochs); its
+*resource* is images × epochs, which is what a rung costs in training steps. Rungs grow by the
+reduction factor ``eta`` (3): a rung costs ``eta`` times the one below, and a trial is promoted
+to it only if it is in the top ``1/eta`` of the trials that finished the rung below so far
+(asynchronous successive halving, "ASHA"): no trial waits for a cohort, so every worker keeps
+training and a search can stop at any moment.
+
+:func:`plan_ladder` sizes the rungs from what the search phase can buy: the dataset size, the
+measured training speed (images per second) and the seconds the search has. When the search
+can afford many full trials (the built-in digits: 1,050 training images), there is no ladder:
+one rung is the whole training split at each trial's own epoch count, and the epoch pruner does
+the early stopping, as in a search without a budget.
+
+Example:
+    >>> ladder = plan_ladder(train_images=50_000, num_classes=10, spec_epochs=12,
+    ...                      search_seconds=600, images_per_second=1500)
+    >>> [(r.images, r.epochs) for r in ladder.rungs]
+    [(4166, 2), (12500, 2), (37500, 2), (50000, 4)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+ETA = 3
+#: No ladder when the search phase can afford this many trials at full fidelity: the epoch
+#: pruner alone then explores enough (digits affords hundreds).
+MIN_FULL_TRIALS = 30
+MAX_RUNGS = 4
+#: A rung trains at least this many epochs (one-cycle needs a warm-up and an annealing) ...
+MIN_EPOCHS = 2
+#: ... on at least this many images of each class, or its scores are noise.
+MIN_IMAGES_PER_CLASS = 50
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One fidelity: train on ``images`` class-balanced training images for ``epochs`` epochs
+    (``epochs=None``: the trial's own sampled epoch count)."""
+
+    index: int
+    images: int
+    epochs: int | None
+
+    @property
+    def resource(self) -> int:
+        return self.images * (self.epochs or 1)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Rungs from cheapest to the top; ``flat`` when there is one rung at full data."""
+
+    rungs: tuple[Rung, ...]
+    eta: int = ETA
+    reason: str = ""
+
+    @classmethod
+    def flat(cls, train_images: int, reason: str = "no budget") -> Ladder:
+        return cls((Rung(0, train_images, None),), ETA, reason)
+
+    @property
+    def is_flat(self) -> bool:
+        return len(self.rungs) == 1 and self.rungs[0].epochs is None
+
+    @property
+    def top(self) -> int:
+        return len(self.rungs) - 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {"eta": self.eta, "reason": self.reason,
+                "rungs": [{"rung": r.index, "images": r.images, "epochs": r.epochs}
+                          for r in self.rungs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Ladder:
+        rows = data.get("rungs") or []
+        rungs = tuple(Rung(int(r["rung"]), int(r["images"]),  # type: ignore[index]
+                           None if r["epochs"] is None else int(r["epochs"]))  # type: ignore[index]
+                      for r in rows)  # type: ignore[union-attr]
+        return cls(rungs, int(data.get("eta", ETA)), str(data.get("reason", "")))  # type: ignore[arg-type]
+
+
+def plan_ladder(*, train_images: int, num_classes: int, spec_epochs: int,
+                search_seconds: float | None, images_per_second: float | None,
+                eta: int = ETA, min_full_trials: int = MIN_FULL_TRIALS,
+                max_rungs: int = MAX_RUNGS) -> Ladder:
+    """The rungs a search of ``search_seconds`` should climb (see the module docstring).
+
+    ``spec_epochs`` is a typical trial's epoch count (a baseline's); ``images_per_second`` the
+    measured training speed of a typical candidate. The top rung is the whole training split,
+    for as many epochs as a share of the search affords (at most ``spec_epochs``); each rung
+    below costs ``1/eta`` of the next, spent on fewer images rather than fewer epochs (down to
+    :data:`MIN_EPOCHS`), since fresh images teach more than repeated ones.
+    """
+    if search_seconds is None or not images_per_second:
+        return Ladder.flat(train_images, "no time budget")
+    affordable = search_seconds * images_per_second  # image-epochs the search phase buys
+    full = train_images * spec_epochs
+    if affordable >= min_full_trials * full:
+        return Ladder.flat(train_images, f"{affordable / full:.0f} full trials fit the budget")
+    floor = MIN_IMAGES_PER_CLASS * num_classes * MIN_EPOCHS  # the smallest useful rung
+    for rungs in range(max_rungs, 1, -1):
+        # Each rung of a full ASHA bracket costs about the same in total (eta times the
+        # trials at 1/eta the resource), so the top rung gets 1/rungs of the search.
+        top = min(full, affordable / rungs)
+        if top / eta ** (rungs - 1) >= floor:
+            break
+    else:
+        rungs, top = 1, min(full, affordable)
+    sizes = [_rung_size(top / eta ** (rungs - 1 - k), train_images, spec_epochs, num_classes)
+             for k in range(rungs)]
+    return Ladder(tuple(Rung(k, n, e) for k, (n, e) in enumerate(sizes)), eta,
+                  f"{affordable / full:.1f} full trials fit the budget")
+
+
+def _rung_size(resource: float, train_images: int, spec_epochs: int,
+               num_classes: int) -> tuple[int, int]:
+    """(images, epochs) of about ``resource`` image-epochs: images first, epochs after."""
+    least = min(train_images, MIN_IMAGES_PER_CLASS * num_classes)
+    images = int(min(train_images, max(least, resource / MIN_EPOCHS)))
+    epochs = max(MIN_EPOCHS, min(spec_epochs, int(round(resource / images))))
+    return images, epochs
+
+
+def promotable(value: float, finished: Sequence[float], eta: int = ETA) -> bool:
+    """Whether a trial scoring ``value`` at a rung goes on to the next one.
+
+    ``finished`` are the scores of every trial that finished this rung so far, this one
+    included. It is promoted if it is among the best ``len(finished) // eta`` of them; while
+    fewer than ``eta`` have finished, only a trial that beats all of them goes on (the first
+    trial always does), as in Optuna's successive-halving pruner.
+
+    Example:
+        >>> promotable(0.9, [0.5, 0.9, 0.7]), promotable(0.7, [0.5, 0.9, 0.7])
+        (True, False)
+    """
+    if not finished:
+        return True
+    keep = max(1, len(finished) // eta)
+    bar = sorted(finished, reverse=True)[keep - 1]
+    return value >= bar
+
+
+__all__ = ["ETA", "Ladder", "Rung", "plan_ladder", "promotable"]

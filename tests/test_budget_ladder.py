@@ -1,0 +1,106 @@
+"""The wall budget and the fidelity ladder: pure arithmetic, checked as numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from automl_cnn.budget import Budget, format_duration, parse_duration, reserve_for
+from automl_cnn.errors import UserError
+from automl_cnn.ladder import ETA, Ladder, plan_ladder, promotable
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90", 90.0), (90, 90.0), ("90s", 90.0), ("20m", 1200.0), ("1h30m", 5400.0),
+    ("1.5h", 5400.0), ("2m30s", 150.0), ("0.5m", 30.0), (" 1H ", 3600.0), ("1d", 86400.0),
+])
+def test_parse_duration_accepts_units(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "20x", "m", "1h30", "-5", "0", "0s", "5m-3s",
+                                  "inf", "nan"])
+def test_parse_duration_refuses_bad_text_naming_it(text: str) -> None:
+    with pytest.raises(UserError, match="--timeout"):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (5, 125, 840, 5400)] == ["5s", "2m05s", "14m", "1h30m"]
+
+
+def test_budget_phases_split_the_wall_and_read_one_clock() -> None:
+    now = [100.0]
+    budget = Budget.start(1200, final_share=0.3, clock=lambda: now[0])
+    reserve = reserve_for(1200)
+    assert 4 <= reserve <= 120
+    assert budget.end == 1300.0 and budget.final_end == 1300.0 - reserve
+    final = budget.final_end - budget.search_end
+    assert final == pytest.approx(0.3 * (1200 - reserve))
+    assert budget.search_left() == pytest.approx(budget.search_seconds)
+    now[0] = budget.search_end + 10  # the search overran: the final fit has 10 s less
+    assert budget.search_left() == 0.0
+    assert budget.final_left() == pytest.approx(final - 10)
+    now[0] = 2000.0
+    assert budget.left() == budget.final_left() == 0.0
+
+
+def test_budget_refuses_a_final_share_of_one() -> None:
+    with pytest.raises(UserError, match="--final-share"):
+        Budget.start(60, final_share=1.0)
+
+
+def test_small_budgets_keep_a_small_reserve() -> None:
+    assert reserve_for(20) == pytest.approx(2.0)  # a tenth of a tiny budget
+    assert reserve_for(1200) == pytest.approx(28.0)
+
+
+def test_digits_gets_no_ladder() -> None:
+    # digits: 1,050 training images, ~10k images/s measured for a baseline on a 2-core CPU.
+    ladder = plan_ladder(train_images=1050, num_classes=10, spec_epochs=12,
+                         search_seconds=42, images_per_second=10_000)
+    assert ladder.is_flat and ladder.rungs[0].images == 1050
+
+
+def test_no_budget_means_no_ladder() -> None:
+    ladder = plan_ladder(train_images=60_000, num_classes=10, spec_epochs=12,
+                         search_seconds=None, images_per_second=1000)
+    assert ladder.is_flat
+
+
+def test_a_60k_set_is_laddered_up_to_the_whole_split() -> None:
+    # 60k images at ~1,000 images/s: a 20-minute search affords ~1.2 full trials.
+    ladder = plan_ladder(train_images=60_000, num_classes=10, spec_epochs=12,
+                         search_seconds=840, images_per_second=1000)
+    assert not ladder.is_flat and len(ladder.rungs) >= 3
+    sizes = [r.resource for r in ladder.rungs]
+    assert ladder.rungs[-1].images == 60_000
+    assert ladder.rungs[0].images >= 50 * 10
+    for low, high in zip(sizes, sizes[1:]):  # each rung costs about eta times the one below
+        assert 2 <= high / low <= 4.5
+    # The whole bracket (eta^k trials at rung 0 ... 1 at the top) fits the search phase.
+    n = len(ladder.rungs)
+    bracket = sum(ETA ** (n - 1 - r.index) * r.resource for r in ladder.rungs)
+    assert bracket <= 1.3 * 840 * 1000
+
+
+def test_slower_training_means_smaller_rungs() -> None:
+    fast, slow = (plan_ladder(train_images=20_000, num_classes=10, spec_epochs=12,
+                              search_seconds=300, images_per_second=ips) for ips in (2000, 300))
+    assert slow.rungs[0].resource < fast.rungs[0].resource
+    assert slow.rungs[0].images >= 500
+
+
+def test_ladder_round_trips_as_json() -> None:
+    ladder = plan_ladder(train_images=20_000, num_classes=10, spec_epochs=12,
+                         search_seconds=300, images_per_second=1000)
+    assert Ladder.from_dict(ladder.to_dict()) == ladder
+
+
+def test_promotion_keeps_the_top_third_of_those_finished() -> None:
+    assert promotable(0.5, [0.5])  # the first trial always goes on
+    assert not promotable(0.4, [0.5, 0.4])  # fewer than eta finished: only a new best goes on
+    assert promotable(0.6, [0.5, 0.6])
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    promoted = [s for s in scores if promotable(s, scores)]
+    assert promoted == [0.7, 0.8, 0.9]
+    assert promotable(0.9, [0.9, 0.9, 0.9])  # ties at the bar go on
