@@ -26,6 +26,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial
 
+from automl_cnn import pareto
 from automl_cnn.results import outcome_of, val_acc_of
 
 #: Report colours for each trial outcome (also the legend order).
@@ -138,13 +139,7 @@ def pareto_front(costs: list[float], accuracies: list[float]) -> list[int]:
     """Indices of the points no other point beats (lower or equal cost and higher or equal
     accuracy, better in at least one), cheapest first; of exact duplicates, the first counts.
     """
-    order = sorted(range(len(costs)), key=lambda i: (costs[i], -accuracies[i], i))
-    front, best = [], -math.inf
-    for i in order:
-        if accuracies[i] > best:
-            front.append(i)
-            best = accuracies[i]
-    return front
+    return pareto.pareto_front(list(zip(costs, accuracies)), ["minimize", "maximize"])
 
 
 @dataclass(frozen=True)
