@@ -18,7 +18,6 @@ import logging
 import re
 import statistics
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,49 +77,14 @@ def retrained_folders(run_dir: Path, trial: int) -> dict[int, Path]:
     return found
 
 
-def _train_seed(spec: ArchSpec, data: ImageSplits, device: Device, seed: int) -> tuple[Any, float]:
-    """Train one model on train+val; returns (CPU model in eval mode, test accuracy)."""
-    import torch
-
-    from automl_cnn.data import make_batches
-    from automl_cnn.model import build_model
-    from automl_cnn.training import CNNModule, evaluate, make_trainer
-
-    t = spec.train
-    torch.manual_seed(seed)
-    model = build_model(spec, data.input_shape, data.num_classes)
-    batches = make_batches(data, "train", batch_size=t.batch_size, shuffle=True, seed=seed,
-                           crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
-    module = CNNModule(model, t, steps_per_epoch=len(batches))
-    with warnings.catch_warnings():  # no validation split here, on purpose
-        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
-        make_trainer(max_epochs=t.epochs, device=device, callbacks=[]).fit(module, batches)
-    model = module.model.to(device.torch_device).eval()
-    accuracy = evaluate(model, data.x_test, data.y_test)["accuracy"]
-    return model.to("cpu"), accuracy
-
-
-def with_val_in_train(data: ImageSplits) -> ImageSplits:
-    """The same splits with the validation images appended to the training images."""
-    import torch
-
-    x_train, x_val = data.x_train, data.x_val
-    if isinstance(x_train, torch.Tensor):
-        x = torch.cat([x_train, x_val])
-    else:  # image files streamed from disk: join the two lists of paths
-        x = replace(x_train, paths=tuple(x_train.paths) + tuple(x_val.paths))
-    return replace(data, x_train=x, y_train=torch.cat([data.y_train, data.y_val]))
-
-
-def _search_model_test_acc(src: RunSource, rank: int, data: ImageSplits) -> float | None:
-    from automl_cnn.checkpoint import load_checkpoint
-    from automl_cnn.training import evaluate
+def _search_model_test_acc(src: RunSource, rank: int, data: ImageSplits,
+                           device: Device) -> float | None:
+    from automl_cnn.training import evaluate_checkpoint
 
     folder = src.weights_folder(src.trial(rank).number)
     if not (folder / WEIGHTS).exists():
         return None
-    model, _, _ = load_checkpoint(folder)
-    return evaluate(model, data.x_test, data.y_test)["accuracy"]
+    return evaluate_checkpoint(folder, data, device)["accuracy"]
 
 
 def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: int = 3,
@@ -132,7 +96,7 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
     """
     from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
-    from automl_cnn.training import silence_lightning
+    from automl_cnn.training import evaluate, fit_spec, silence_lightning, with_val_in_train
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UserError(f"seeds must be a whole number >= 1, but got {seeds!r}.")
@@ -156,7 +120,9 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
     on_device = with_val_in_train(data).to(dev.torch_device)
     accs, folders = [], []
     for seed in range(seeds):
-        model, acc = _train_seed(spec, on_device, dev, seed)
+        model = fit_spec(spec, on_device, dev, seed=seed, val_split=None).model
+        acc = evaluate(model, on_device.x_test, on_device.y_test)["accuracy"]
+        model = model.to("cpu")
         log.info("trial %d seed %d: test accuracy %.4f", trial.number, seed, acc)
         accs.append(acc)
         folders.append(save_checkpoint(retrained_folder(src.run_dir, trial.number, seed), model,
@@ -166,7 +132,7 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
         test_acc=tuple(accs), folders=tuple(folders),
         train_images=len(on_device.y_train),
         search_val_acc=float(trial.values[0]),
-        search_test_acc=_search_model_test_acc(src, rank, data),
+        search_test_acc=_search_model_test_acc(src, rank, on_device, dev),
         seconds=time.perf_counter() - started,
     )
     _record_group(result)

@@ -10,15 +10,23 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl_cnn.arch import TrainSpec
+from automl_cnn.arch import ArchSpec, TrainSpec
+from automl_cnn.callbacks import Deadline, EpochEnd, StopCheck
 from automl_cnn.device import Device
+from automl_cnn.recipes import optimizer_for, schedule_for
+
+if TYPE_CHECKING:
+    from automl_cnn.data import ImageSplits
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +46,17 @@ class CNNModule(L.LightningModule):
 
     After each validation pass, ``history`` gains one row
     ``{"epoch", "train_loss", "val_loss", "val_acc", "seconds"}``, and ``val_acc``/``val_loss``
-    are logged for callbacks (the pruner reads ``val_acc``).
+    are logged for callbacks (the pruner reads ``val_acc``). With ``validating=False`` the row
+    ``{"epoch", "train_loss", "seconds"}`` is added at the end of each training epoch instead.
     """
 
-    def __init__(self, model: nn.Module, train: TrainSpec, *, steps_per_epoch: int) -> None:
+    def __init__(self, model: nn.Module, train: TrainSpec, *, steps_per_epoch: int,
+                 validating: bool = True) -> None:
         super().__init__()
         self.model = model
         self.train_spec = train
         self.steps_per_epoch = steps_per_epoch
+        self.validating = validating  # False: a row per training epoch, without val_* keys
         self.history: list[dict[str, float]] = []
         self._started = time.perf_counter()
         self._reset_sums()
@@ -70,7 +81,22 @@ class CNNModule(L.LightningModule):
         loss = F.cross_entropy(self.model(x), y, label_smoothing=self.train_spec.label_smoothing)
         self._train_loss += loss.detach().float()
         self._train_steps += 1
+        if not self.validating and self.trainer.is_last_batch:
+            self._add_train_row()  # here, not in on_train_epoch_end, which callbacks see first
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if not self.validating:
+            self._add_train_row()  # an epoch cut short (max_seconds) has no last batch
+
+    def _add_train_row(self) -> None:
+        if self.history and self.history[-1]["epoch"] == self.current_epoch:
+            return
+        self.history.append({"epoch": self.current_epoch, "train_loss": self._mean_train_loss(),
+                             "seconds": time.perf_counter() - self._started})
+
+    def _mean_train_loss(self) -> float:
+        return (self._train_loss / max(self._train_steps, 1)).item()  # the epoch's one sync
 
     def on_validation_epoch_start(self) -> None:
         self._val_loss = torch.zeros((), device=self.device)
@@ -90,58 +116,22 @@ class CNNModule(L.LightningModule):
         val_loss = self._val_loss / seen
         self.log("val_acc", val_acc)
         self.log("val_loss", val_loss)
-        train_loss = (self._train_loss / max(self._train_steps, 1)).item()
         self.history.append({
             "epoch": self.current_epoch,
-            "train_loss": train_loss,
+            "train_loss": self._mean_train_loss(),
             "val_loss": val_loss.item(),
             "val_acc": val_acc.item(),
             "seconds": time.perf_counter() - self._started,
         })
 
     def configure_optimizers(self) -> Any:
-        spec = self.train_spec
-        params = self.model.parameters()
-        if spec.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True,
-                                  weight_decay=spec.weight_decay)
-        elif spec.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-        total = max(spec.epochs * self.steps_per_epoch, 1)
-        if spec.schedule == "constant":
+        t = self.train_spec
+        opt = optimizer_for(t.optimizer)(self.model.parameters(), t)
+        # The schedule spans exactly the epochs this fit trains (fit_spec sets t.epochs).
+        sched = schedule_for(t.schedule)(opt, t, max(t.epochs * self.steps_per_epoch, 1))
+        if sched is None:
             return opt
-        if spec.schedule == "cosine":
-            sched: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-        else:
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=total,
-                                                        pct_start=0.25)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-class EpochEnd(L.Callback):
-    """Calls ``fn(row)`` with each new history row; listed before the pruner so that the epoch
-    a trial is pruned at is still reported."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        history = getattr(module, "history", None)
-        if history and not trainer.sanity_checking:
-            self.fn(history[-1])
-
-
-class StopCheck(L.Callback):
-    """Raises ``exc_factory()`` at the next batch once ``should_stop()`` turns true (Ctrl-C)."""
-
-    def __init__(self, should_stop: Any, exc_factory: Any) -> None:
-        self.should_stop, self.exc_factory = should_stop, exc_factory
-
-    def on_train_batch_end(self, *_: Any) -> None:
-        if self.should_stop():
-            raise self.exc_factory()
 
 
 def make_trainer(*, max_epochs: int, device: Device, callbacks: list[L.Callback]) -> L.Trainer:
@@ -167,10 +157,103 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
              batch_size: int = 512) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on uint8 images ``x`` (on model's device)."""
     model.eval()
+    where = next(model.parameters()).device
     correct, loss, n = 0, 0.0, len(y)
     for i in range(0, n, batch_size):
-        xb = x[i:i + batch_size].float().div_(255.0)
+        # no-ops when the split already lives on the model's device; files stream from disk
+        xb = x[i:i + batch_size].to(where).float().div_(255.0)
+        yb = y[i:i + batch_size].to(where)
         logits = model(xb).float()
-        loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
-        correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
+        loss += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += int((logits.argmax(1) == yb).sum())
     return {"accuracy": correct / max(n, 1), "loss": loss / max(n, 1)}
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit_spec` trained: the model (eval mode, on the training device), one history
+    row per epoch (as :class:`CNNModule` writes them), the wall seconds of the fit, and why it
+    stopped early (``"max_seconds"``, ``"callback"`` when a callback set ``should_stop``) or
+    ``None`` when every epoch was trained."""
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    seconds: float
+    stopped_reason: str | None
+
+
+def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
+             epochs: int | None = None, train_split: str = "train",
+             val_split: str | None = "val", callbacks: Sequence[L.Callback] = (),
+             max_seconds: float | None = None) -> FitResult:
+    """Build ``spec``'s network and train it with its recipe on ``data`` (already on ``device``
+    for speed); every place that trains a spec calls this.
+
+    ``epochs`` overrides ``spec.train.epochs`` (the LR schedule spans the epochs trained);
+    ``train_split`` is ``"train"`` or ``"train+val"``; ``val_split=None`` trains without
+    validation. ``callbacks`` follow ours (pruning, loggers, stop checks); an exception one of
+    them raises propagates, after :class:`EpochEnd` callbacks got each finished epoch's row.
+
+    Example:
+        >>> fit = fit_spec(spec, data, resolve_device("cpu"), seed=0, epochs=2)  # doctest: +SKIP
+        >>> fit.history[-1]["val_acc"]  # doctest: +SKIP
+        0.93
+    """
+    from automl_cnn.data import make_batches
+    from automl_cnn.model import build_model
+
+    t = replace(spec.train, epochs=epochs or spec.train.epochs)
+    if train_split == "train+val":
+        data, train_split = with_val_in_train(data), "train"
+    torch.manual_seed(seed)
+    model = build_model(spec, data.input_shape, data.num_classes)
+    train = make_batches(data, train_split, batch_size=t.batch_size, shuffle=True, seed=seed,
+                         crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
+    val = None if val_split is None else make_batches(data, val_split, batch_size=1024)
+    module = CNNModule(model, t, steps_per_epoch=len(train), validating=val is not None)
+    ours: list[L.Callback] = [] if max_seconds is None else [Deadline(max_seconds)]
+    trainer = make_trainer(max_epochs=t.epochs, device=device, callbacks=ours + list(callbacks))
+    started = time.perf_counter()
+    with warnings.catch_warnings():  # training without validation is on purpose here
+        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+        trainer.fit(module, train, val)
+    seconds = time.perf_counter() - started
+    if ours and ours[0].reached:  # type: ignore[attr-defined]
+        stopped: str | None = "max_seconds"
+    else:
+        stopped = "callback" if trainer.current_epoch < t.epochs else None
+    return FitResult(module.model.eval(), module.history, seconds, stopped)
+
+
+def with_val_in_train(data: ImageSplits) -> ImageSplits:
+    """The same splits with the validation images appended to the training images."""
+    x_train, x_val = data.x_train, data.x_val
+    if isinstance(x_train, torch.Tensor):
+        x = torch.cat([x_train, x_val])
+    else:  # image files streamed from disk: join the two lists of paths
+        x = replace(x_train, paths=tuple(x_train.paths) + tuple(x_val.paths))
+    return replace(data, x_train=x, y_train=torch.cat([data.y_train, data.y_val]))
+
+
+def evaluate_checkpoint(folder: Path, data: ImageSplits, device: Device | str,
+                        *, split: str = "test") -> dict[str, float]:
+    """Accuracy and mean loss of the checkpoint in ``folder`` on ``data``'s ``split`` (test).
+
+    Example:
+        >>> evaluate_checkpoint("runs/x/models/trial-0003", data, "cpu")  # doctest: +SKIP
+        {'accuracy': 0.97, 'loss': 0.11}
+    """
+    from automl_cnn.checkpoint import CheckpointError, load_checkpoint
+
+    where = device.torch_device if isinstance(device, Device) else device
+    model, _, meta = load_checkpoint(Path(folder), device=where)
+    if tuple(meta["input_shape"]) != data.input_shape or meta["num_classes"] != data.num_classes:
+        raise CheckpointError(
+            f"checkpoint {folder} takes {tuple(meta['input_shape'])} images in "
+            f"{meta['num_classes']} classes, but dataset {data.name!r} has {data.input_shape} in "
+            f"{data.num_classes}; evaluate it on the dataset it was trained on.")
+    return evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+
+
+__all__ = ["CNNModule", "EpochEnd", "FitResult", "StopCheck", "evaluate", "evaluate_checkpoint",
+           "fit_spec", "make_trainer", "silence_lightning", "with_val_in_train"]

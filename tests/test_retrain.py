@@ -110,7 +110,7 @@ def test_command_checks_its_flags_before_reading_anything(
 
 def test_validation_images_join_the_training_images() -> None:
     from automl_cnn.data import ImageFiles, load_dataset
-    from automl_cnn.retrain import with_val_in_train
+    from automl_cnn.training import with_val_in_train
 
     data = load_dataset("digits")
     joined = with_val_in_train(data)
