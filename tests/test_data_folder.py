@@ -102,7 +102,7 @@ def test_train_and_test_subfolders_give_the_test_split(tmp_path: Path) -> None:
 
 
 def test_bad_folders_fail_before_training_naming_the_file(tmp_path: Path) -> None:
-    write_folder(tmp_path / "ok", per_class=4)
+    write_folder(tmp_path / "ok", per_class=5)  # the fewest that measure a model
     corrupt = tmp_path / "ok" / "dog" / "002.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     with pytest.raises(DatasetError, match="002.png: not a readable image") as info:

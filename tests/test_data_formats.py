@@ -79,14 +79,14 @@ def test_mnist_without_test_files_carves_a_test_split_and_reads_class_names(tmp_
 
 
 def test_mnist_variant_names_and_non_zero_based_labels(tmp_path: Path) -> None:
-    x, _ = mnist_arrays(12, seed=3)
-    y = np.array([1, 2, 26] * 4, dtype=np.uint8)  # EMNIST letters start at 1
+    x, _ = mnist_arrays(15, seed=3)  # 5 a class: the fewest that measure a model
+    y = np.array([1, 2, 26] * 5, dtype=np.uint8)  # EMNIST letters start at 1
     write_idx(tmp_path / "emnist-letters-train-images.idx3-ubyte", x)
     write_idx(tmp_path / "emnist-letters-train-labels.idx1-ubyte", y)
     data = load_dataset(f"mnist:{tmp_path}")
     assert data.classes == ("1", "2", "26")
     labels = torch.cat([data.y_train, data.y_val, data.y_test])
-    assert sorted(labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    assert sorted(labels.tolist()) == [0] * 5 + [1] * 5 + [2] * 5
 
 
 def _expect(match: str, dataset: str, **kwargs: object) -> DatasetError:

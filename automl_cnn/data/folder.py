@@ -33,6 +33,7 @@ T = TypeVar("T")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                             ".ppm", ".pgm", ".pbm"})
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
@@ -41,7 +42,7 @@ def decode_image(path: str, *, height: int, width: int, channels: int) -> np.nda
     streaming path use, so they see identical pixels."""
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
+            im = _to_8bit(im).convert("L" if channels == 1 else "RGB")
             if im.size != (width, height):
                 im = im.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.array(im, dtype=np.uint8)  # (H, W) or (H, W, 3), writable
@@ -49,6 +50,15 @@ def decode_image(path: str, *, height: int, width: int, channels: int) -> np.nda
         raise DatasetError(f"{path}: cannot decode this image ({exc}). Remove or replace the "
                            "file.") from None
     return pixels[None] if channels == 1 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit grey (``I;16*``, and ``I`` as Pillow opens 16-bit PNGs and TIFFs) scaled to
+    0..255; ``convert("L")`` would clip every value above 255 to white."""
+    if im.mode not in WIDE_GREY_MODES:
+        return im
+    wide = np.asarray(im, dtype=np.float64)  # (H, W), 0..65535
+    return Image.fromarray(np.rint(np.clip(wide, 0, 65535) / 257.0).astype(np.uint8), "L")
 
 
 def _probe(path: str) -> tuple[int, int, str]:
@@ -150,7 +160,9 @@ def _class_files(root: Path) -> dict[str, list[str]]:
 
 def _layout(root: Path) -> tuple[list[Path], Path | None]:
     """(training roots, test root): ``train/`` + ``test/`` (or ``val/``) when split already."""
-    subdirs = {d.name.lower(): d for d in root.iterdir() if d.is_dir()}
+    # Hidden folders (.ipynb_checkpoints, .git) are neither classes nor splits.
+    subdirs = {d.name.lower(): d for d in root.iterdir()
+               if d.is_dir() and not d.name.startswith(".")}
     if "train" in subdirs and set(subdirs) in ({"train", "test"}, {"train", "val"},
                                                 {"train", "val", "test"}):
         test = subdirs.get("test", subdirs.get("val"))

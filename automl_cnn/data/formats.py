@@ -98,6 +98,10 @@ def index_labels(
             raise DatasetError(f"{source}: labels must not be negative, but found "
                                f"{int(part.min())}.")
     if names is not None:
+        if len(names) < 2:
+            raise DatasetError(f"{source}: names {len(names)} class{'' if names else 'es'} "
+                               f"({', '.join(names) or 'none'}); a classifier needs at least "
+                               "two. List one name per class, one per line (or per entry).")
         top = max(int(p.max()) for p in parts if p.size)
         if top >= len(names):
             raise DatasetError(f"{source}: label {top} has no class name; {len(names)} names "

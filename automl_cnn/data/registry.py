@@ -23,7 +23,7 @@ from automl_cnn.data.builtin import load_digits, load_shapes
 from automl_cnn.data.cifar import read_cifar10, read_cifar100
 from automl_cnn.data.folder import ImageFiles, load_or_stream, read_folder
 from automl_cnn.data.formats import ArraySet, DatasetError, read_mnist, read_npz
-from automl_cnn.data.splits import ImageSplits, make_splits
+from automl_cnn.data.splits import ImageSplits, check_measurable, make_splits
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ FOLDER_FORMAT = "DIR with one subfolder of images per class (optional train/ and
 #: Images above this many uint8 bytes stream from disk instead of living on the device.
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 BUDGET_ENV = "AUTOML_CNN_MEMORY_BUDGET"
+#: ``image_size`` limit for sets held in memory (arrays and built-ins): they are resized as one
+#: uint8 tensor, and upsampling small images past this adds pixels, not information.
+MAX_MEMORY_IMAGE_SIZE = 1024
 
 
 def dataset_help() -> str:
@@ -90,9 +93,27 @@ def load_dataset(name: str, *, seed: int = 0, image_size: int | None = None,
                            f"{dataset_help()}.")
     if train_subset is not None:
         splits = take_train_subset(splits, train_subset, seed=seed)
+    check_measurable(splits)
+    budget = _budget(memory_budget)
     if image_size is not None and not isinstance(splits.x_train, ImageFiles):
+        _check_resize(splits, image_size, budget)
         splits = resize_splits(splits, image_size)
-    return load_or_stream(splits, memory_budget=_budget(memory_budget))
+    return load_or_stream(splits, memory_budget=budget)
+
+
+def _check_resize(splits: ImageSplits, size: int, budget: int) -> None:
+    """An in-memory set is resized as one tensor: refuse sizes it cannot hold, before
+    allocating anything."""
+    images = sum(splits.sizes().values())
+    need = images * splits.input_shape[0] * size * size
+    if size > MAX_MEMORY_IMAGE_SIZE or need > budget:
+        raise DatasetError(
+            f"--image-size {size} is too big for {splits.name}: its {images:,} images "
+            f"({splits.input_shape[1]}×{splits.input_shape[2]}) are resized in memory, which "
+            f"would take {need / 2**30:,.1f} GiB (memory budget {budget / 2**30:.1f} GiB, "
+            f"${BUDGET_ENV}) and at most {MAX_MEMORY_IMAGE_SIZE} px is allowed for such sets. "
+            f"Ask for --image-size {MAX_MEMORY_IMAGE_SIZE} or less; leave it out to keep "
+            "the dataset's own size.")
 
 
 def _path(where: str, name: str) -> Path:

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from automl_cnn.data.formats import DatasetError
+
+#: Images a class needs so that training, validation and the carved test split each get one.
+MIN_PER_CLASS = 5
+
 
 @dataclass(frozen=True, eq=False)
 class ImageSplits:
@@ -94,3 +99,48 @@ def make_splits(
         x_val=t(x[val_idx], torch.uint8), y_val=t(y[val_idx], torch.int64),
         x_test=t(test[0], torch.uint8), y_test=t(test[1], torch.int64),
     )
+
+
+def check_measurable(splits: ImageSplits) -> ImageSplits:
+    """``splits`` itself, or a :class:`DatasetError` when a split is too small to measure a
+    model: at least two classes must have images, each of them needs an image in training and
+    in validation, and the test split must not be empty. A class name with no image at all
+    (a placeholder in ``classes.txt``) is allowed and ignored.
+
+    With the default fractions (20 % test, then 15 % of the rest for validation, rounded per
+    class) that takes 5 images per class, or 4 per class beside the dataset's own test split.
+
+    Example:
+        >>> y = torch.tensor([0, 1, 0, 1])
+        >>> x = torch.zeros(4, 1, 2, 2, dtype=torch.uint8)
+        >>> check_measurable(ImageSplits("toy", ("a", "b"), x, y, x, y, x, y)).name
+        'toy'
+    """
+    n = splits.num_classes
+    counts = {k: torch.bincount(getattr(splits, f"y_{k}").cpu(), minlength=n)[:n]
+              for k in ("train", "val", "test")}
+    total = counts["train"] + counts["val"] + counts["test"]
+    present = [c for c in range(n) if total[c] > 0]
+    per_class = ", ".join(f"{splits.classes[c]} {int(total[c])}"
+                          for c in sorted(present, key=lambda c: int(total[c]))[:12])
+    if len(present) < 2:
+        raise DatasetError(f"{splits.name}: only one class has images ({per_class}); a "
+                           "classifier needs images of at least two classes.")
+    for split, what in (("train", "training"), ("val", "validation")):
+        empty = [splits.classes[c] for c in present if counts[split][c] == 0]
+        if empty:
+            raise DatasetError(
+                f"{splits.name}: too few images to measure a model: the {what} split holds no "
+                f"image of class {empty[0]!r}{_more(empty)} (images per class, fewest first: "
+                f"{per_class}). Each class needs at least {MIN_PER_CLASS} images ("
+                f"{MIN_PER_CLASS - 1} beside the dataset's own test split); add images to the "
+                "small classes or remove them.")
+    if int(counts["test"].sum()) == 0:
+        raise DatasetError(f"{splits.name}: the test split is empty, so no test accuracy can "
+                           f"be measured (images per class: {per_class}). Add images.")
+    return splits
+
+
+
+def _more(names: list[str]) -> str:
+    return f" and {len(names) - 1} more" if len(names) > 1 else ""
