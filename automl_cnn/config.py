@@ -18,6 +18,12 @@ SAMPLERS = ("tpe", "random", "gp", "qmc", "nsgaii")
 PRUNERS = ("median", "percentile", "halving", "hyperband", "none")
 #: Objective name -> Optuna direction. Several objectives make a multi-objective study.
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
+#: Seeds numpy, torch and Lightning all accept (Lightning's ``seed_everything`` bound).
+MAX_SEED = 2**32 - 1
+#: Largest ``--image-size``: one 4096×4096 RGB image is 48 MiB as uint8 and 192 MiB as the
+#: float input of a network, so a training batch of bigger ones fits no device.
+#: In-memory sets have a tighter bound (``automl_cnn.data.registry.MAX_MEMORY_IMAGE_SIZE``).
+MAX_IMAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,14 @@ class SearchConfig:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UserError(f"{flag} must be a positive whole number, but got {value!r}. "
                                 "Leave it out to use the dataset as it is.")
+        if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
+            raise UserError(f"--image-size {self.image_size} is more than {MAX_IMAGE_SIZE}: "
+                            "a training batch of such images fits no device. Ask for "
+                            f"{MAX_IMAGE_SIZE} or less.")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED} (the range "
+                            f"numpy and torch accept), but got {self.seed!r}.")
+        _check_journal(self.storage)
         return self
 
     # -- serialisation ----------------------------------------------------------------------
@@ -126,6 +140,20 @@ class SearchConfig:
 
     def replace(self, **changes: Any) -> SearchConfig:
         return replace(self, **changes)
+
+
+def _check_journal(storage: str | None) -> None:
+    """``journal:PATH`` must name a file: empty or a folder fails here, not in Optuna."""
+    if not storage or not storage.startswith("journal:"):
+        return
+    path = storage[len("journal:"):]
+    if not path.strip():
+        raise UserError(f"--storage {storage!r} names no file; write journal:PATH, e.g. "
+                        "journal:runs/study.journal, or leave --storage out to keep the study "
+                        "in the run directory.")
+    if Path(path).is_dir():
+        raise UserError(f"--storage {storage!r} names a folder; a journal storage is a file. "
+                        f"Write journal:{path.rstrip('/')}/study.journal.")
 
 
 def _one_of(what: str, value: str, allowed: tuple[str, ...]) -> None:

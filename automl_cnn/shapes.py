@@ -74,8 +74,23 @@ class LayerPlan:
 
     @property
     def receptive_field(self) -> int:
-        """Receptive field of the last spatial layer, in input pixels."""
-        return max(layer.receptive_field for layer in self.layers)
+        """The network's receptive field: the side, in input pixels, of the square one unit
+        of the conv stack's last feature map sees (the figure the CLI, ``best``,
+        ``summary.json`` and MLflow report).
+
+        It measures what the convolutions and pooling can relate, so it may be smaller than
+        the image (one 3×3 conv: 3) or larger (deep stacks overhang the padding). The head's
+        rows show at least the image side, since global pooling or flattening joins every
+        position; that says nothing about the architecture, so it is not used here.
+
+        Example:
+            >>> from automl_cnn.arch import ConvBlock, HeadSpec
+            >>> spec = ArchSpec(blocks=(ConvBlock(8, kernel=3, padding=1),), head=HeadSpec())
+            >>> plan_layers(spec, (1, 32, 32), num_classes=10).receptive_field
+            3
+        """
+        maps = [layer for layer in self.layers if len(layer.out_shape) == 3]
+        return maps[-1].receptive_field
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:

@@ -46,7 +46,11 @@ def parse_space(raw: Any, path: Path) -> SearchSpace:
         name=path.stem, path=path, description=str(raw.get("description", "")),
         params=params, baselines=(),
     )
-    baselines = tuple(_parse_baseline(b, space, where) for b in raw.get("baselines") or [])
+    listed = raw.get("baselines") or []
+    if not isinstance(listed, list):
+        raise SpaceError(f"{where}: baselines must be a list of {{name, params}} entries, but "
+                         f"got {listed!r}. Write baselines: [] for none.")
+    baselines = tuple(_parse_baseline(b, space, where) for b in listed)
     return SearchSpace(space.name, path, space.description, params, baselines)
 
 
@@ -96,9 +100,13 @@ def _parse_param(name: str, spec: Any, rule: Rule, where: str) -> Param:
         raise SpaceError(f"{where}: {name} is log-scaled but its range [{low}, {high}] reaches "
                          "zero or below; use a positive low, or drop log: true.")
     step = spec.get("step")
-    if step is not None and (not isinstance(step, (int, float)) or step <= 0 or log):
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))
+                             or not step > 0 or log):
         raise SpaceError(f"{where}: {name}.step must be a positive number and cannot be combined "
                          f"with log, but got step={step!r}, log={log!r}.")
+    if step is not None and rule.kind is int and not isinstance(step, int):
+        raise SpaceError(f"{where}: {name} is a whole number, so its step must be one too, but "
+                         f"got step={step!r}. Write e.g. step: 1 or step: 2.")
     return Param(name, low=low, high=high, log=log, step=step, is_int=rule.kind is int)
 
 
