@@ -8,9 +8,12 @@ tracking URI a search would use: ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +56,57 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"port {args.port} on {HOST} is already in use (another MLflow UI?). "
                         f"Open http://{HOST}:{args.port} if it is one, or pass another --port.")
     print(f"MLflow UI for {uri}\n  http://{HOST}:{args.port}  (Ctrl-C to stop)", flush=True)
+    return serve(server_command(uri, args.port))
+
+
+def serve(cmd: list[str], *, grace: float = 10.0) -> int:
+    """Run the server until it exits, or until Ctrl-C, SIGTERM or SIGHUP, which stop it and
+    its own workers (``mlflow server`` starts uvicorn in a process of its own): the port is
+    free when this returns. The server runs in its own process group so that one signal
+    stops the whole tree, also when a supervisor (``docker stop``, ``kill``) sends it to this
+    process only."""
+    server = subprocess.Popen(cmd, start_new_session=True)
+    stopping: list[int] = []
+
+    def stop(signum: int, _: Any) -> None:
+        stopping.append(signum)
+        _signal_group(server, signal.SIGTERM)
+
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, stop) for s in watched}
     try:
-        return subprocess.call(server_command(uri, args.port))
-    except KeyboardInterrupt:  # the server got the same Ctrl-C and stops by itself
-        return 0
+        code = _wait(server, grace, stopping)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if server.poll() is None:  # an error above: never leave the server behind
+            _signal_group(server, signal.SIGKILL)
+            server.wait()
+    return 0 if stopping else code
+
+
+def _wait(server: subprocess.Popen[bytes], grace: float, stopping: list[int]) -> int:
+    """The server's exit code. Once a stop is asked for, whatever is left of its process
+    group after ``grace`` seconds (or after the server itself exits) is killed."""
+    deadline: float | None = None
+    while True:
+        try:
+            code = server.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            if stopping and deadline is None:
+                deadline = time.monotonic() + grace
+            if deadline is not None and time.monotonic() > deadline:
+                _signal_group(server, signal.SIGKILL)
+            continue
+        _signal_group(server, signal.SIGKILL)  # workers outliving the server: none may stay
+        return code
+
+
+def _signal_group(server: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(server.pid, sig)
+    except ProcessLookupError:  # already gone
+        pass
 
 
 def _port_free(port: int) -> bool:
