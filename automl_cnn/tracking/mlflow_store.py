@@ -78,15 +78,30 @@ def global_tracking_uri(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
+#: MLflow loggers whose INFO lines describe its own housekeeping ("Creating initial MLflow
+#: database tables...", "Updating database tables" on a fresh sqlite store): kept off the
+#: terminal the CLI keeps clean; their warnings and errors still show.
+HOUSEKEEPING_LOGGERS = ("mlflow.store", "alembic")
+
+
 @contextmanager
 def quick_http() -> Iterator[None]:
+    """Around every MLflow call of the tracker: quick HTTP retries, no per-run URL prints,
+    and no housekeeping INFO lines (see :data:`QUICK_HTTP`, :data:`HOUSEKEEPING_LOGGERS`)."""
     added = {k: v for k, v in QUICK_HTTP.items() if k not in os.environ}
     os.environ.update(added)
+    loggers = [logging.getLogger(name) for name in HOUSEKEEPING_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        if lg.getEffectiveLevel() < logging.WARNING:
+            lg.setLevel(logging.WARNING)
     try:
         yield
     finally:
         for key in added:
             os.environ.pop(key, None)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def clip(value: Any, limit: int) -> str:
@@ -100,5 +115,5 @@ def pip_requirements() -> list[str]:
     return [f"torch=={torch.__version__.split('+')[0]}"]
 
 
-__all__ = ["QUICK_HTTP", "SERVER_HINT", "check_reachable", "clip", "global_tracking_uri",
+__all__ = ["HOUSEKEEPING_LOGGERS", "QUICK_HTTP", "SERVER_HINT", "check_reachable", "clip", "global_tracking_uri",
            "import_pytorch_flavor", "pip_requirements", "quick_http"]
