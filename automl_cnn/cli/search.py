@@ -16,7 +16,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--trials", type=int, default=100, help="trials to run (more, on --resume)")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--dataset", default="digits",
-                   help="digits | shapes (both built in), or a local dataset: mnist:DIR, "
+                   help="digits | shapes | clutter[:N] (built in), or a local dataset: mnist:DIR, "
                         "cifar10:DIR, cifar100:DIR, folder:DIR, npz:FILE")
     p.add_argument("--image-size", type=int, default=None, metavar="N",
                    help="resize images to N×N (unset: the dataset's own size; for folder: the "

@@ -1,6 +1,7 @@
 """Resolve a ``--dataset`` string to an :class:`ImageSplits`.
 
-Builtin names (``digits``, ``shapes``) or ``prefix:PATH`` for local files; see :data:`FORMATS`.
+Builtin names (``digits``, ``shapes``, ``clutter`` or ``clutter:N``; see :data:`BUILTIN_ARGS`) or
+``prefix:PATH`` for local files; see :data:`FORMATS`.
 Nothing is downloaded. The validation split is carved from the training set with ``seed``;
 the test split is the dataset's own where it has one. Folder sets bigger than the memory budget
 stay on disk as :class:`ImageFiles` and stream (see :func:`automl_cnn.data.make_batches`).
@@ -14,12 +15,14 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from automl_cnn.data.builtin import load_digits, load_shapes
+from automl_cnn.data.clutter import clutter_arg, load_clutter
 from automl_cnn.data.cifar import read_cifar10, read_cifar100
 from automl_cnn.data.folder import ImageFiles, load_or_stream, read_folder
 from automl_cnn.data.formats import ArraySet, DatasetError, read_mnist, read_npz
@@ -31,6 +34,12 @@ log = logging.getLogger(__name__)
 DATASETS: dict[str, Callable[..., ImageSplits]] = {
     "digits": load_digits,
     "shapes": load_shapes,
+    "clutter": load_clutter,
+}
+
+#: Builtins that also take ``NAME:ARG``: name -> (ARG -> keyword arguments, what ARG is).
+BUILTIN_ARGS: dict[str, tuple[Callable[[str], dict[str, Any]], str]] = {
+    "clutter": (clutter_arg, "N training images"),
 }
 
 #: ``prefix:PATH`` datasets: prefix -> (reader of arrays, what PATH is).
@@ -53,7 +62,9 @@ MAX_MEMORY_IMAGE_SIZE = 1024
 def dataset_help() -> str:
     """Every accepted ``--dataset`` form, for error messages and ``--help``."""
     forms = [f"{p}:{what}" for p, (_, what) in FORMATS.items()] + [f"folder:{FOLDER_FORMAT}"]
-    return f"builtin {', '.join(sorted(DATASETS))}; or local files: {'; '.join(forms)}"
+    builtins = [f"{n}[:{BUILTIN_ARGS[n][1]}]" if n in BUILTIN_ARGS else n
+                for n in sorted(DATASETS)]
+    return f"builtin {', '.join(builtins)}; or local files: {'; '.join(forms)}"
 
 
 def load_dataset(name: str, *, seed: int = 0, image_size: int | None = None,
@@ -77,10 +88,10 @@ def load_dataset(name: str, *, seed: int = 0, image_size: int | None = None,
         if value is not None and value < 1:
             raise DatasetError(f"{what} must be a positive integer, but got {value}.")
     prefix, sep, where = name.partition(":")
-    if not sep:
-        if name not in DATASETS:
+    if not sep or prefix in BUILTIN_ARGS:
+        if prefix not in DATASETS:
             raise DatasetError(f"unknown dataset {name!r}. Valid datasets: {dataset_help()}.")
-        splits = DATASETS[name](seed=seed)
+        splits = DATASETS[prefix](seed=seed, **(BUILTIN_ARGS[prefix][0](where) if sep else {}))
     elif prefix == "folder":
         splits = replace(read_folder(_path(where, name), seed=seed, image_size=image_size),
                          name=name)
