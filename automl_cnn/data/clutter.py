@@ -116,7 +116,7 @@ def _shape_coverage(xx: np.ndarray, yy: np.ndarray, kinds: np.ndarray,
                     rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(coverage (B, S, S) of each image's shape, stripe pattern (B, S, S) in [0, 1])."""
     b = len(kinds)
-    radius = _uniform(rng, 0.2, 0.36, (b, 1, 1)) * size
+    radius = _uniform(rng, 0.22, 0.38, (b, 1, 1)) * size
     cx, cy = _uniform(rng, 0.8 * radius, size - 0.8 * radius, (2, b, 1, 1))
     angle = _uniform(rng, 0, 2 * np.pi, (b, 1, 1))
     c, s = np.cos(angle), np.sin(angle)
@@ -157,7 +157,9 @@ def _render_chunk(labels: np.ndarray, *, size: int, classes: int,
     sign = np.where((level + sign * step < 0) | (level + sign * step > 255), -sign, sign)
     fg = level + sign * step
     coverage, stripes = _shape_coverage(xx, yy, kinds, rng, size)
-    fill = np.where(striped[:, None, None], fg * stripes + level * (1 - stripes), fg)
+    # Stripes swing half way back to the background: the silhouette stays whole, the texture
+    # is a second cue that only detail kept before pooling can see.
+    fill = np.where(striped[:, None, None], fg + 0.5 * (level - fg) * (1 - stripes), fg)
     img = paint(img, coverage, fill)
     img = paint(img, _stroke(xx, yy, rng, b, size), _uniform(rng, 0, 255, (b, 1, 1)))
     img += rng.standard_normal(img.shape, dtype=np.float32) * _uniform(rng, 3, 12, (b, 1, 1))
