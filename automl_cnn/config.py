@@ -49,6 +49,9 @@ class SearchConfig:
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else MLflow's default
     experiment: str | None = None  # None: the study name
     model_name: str | None = None  # registry name; None: the study name
+    # Liveness: seconds between a running trial's lease renewals (and Optuna's heartbeat on RDB
+    # storages); a dead worker's trial is failed and retried 3 × this later (at once on its host).
+    heartbeat: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,6 +110,10 @@ class SearchConfig:
             raise UserError(f"--pruner {self.pruner} cannot prune a multi-objective search "
                             f"({', '.join(self.objectives)}); Optuna prunes single-objective "
                             "studies only. Pass --pruner none.")
+        if not isinstance(self.heartbeat, int) or self.heartbeat < 1:
+            raise UserError(f"--heartbeat must be a whole number of seconds, at least 1, but got "
+                            f"{self.heartbeat!r}. The default, 60, finds a dead worker on "
+                            "another machine within 3 minutes.")
         if self.keep < 1:
             raise UserError(f"--keep must be at least 1, but got {self.keep}.")
         for flag, value in (("--image-size", self.image_size),

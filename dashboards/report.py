@@ -18,6 +18,7 @@ import optuna
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from automl_cnn.atomic import write_text_atomic
 from automl_cnn.errors import UserError
 from automl_cnn.results import count_outcomes
 
@@ -81,10 +82,9 @@ def write_report(study: optuna.Study, out_path: str | Path, *, run_dir: str | Pa
     figures = {item.name: item.figure for s in sections for item in s.items
                if isinstance(item, Figure)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render_html(study, sections, notice, now=now or datetime.now()),
-                   encoding="utf-8")
-    tmp.replace(out)  # a browser never opens a half-written report
+    # a browser never opens a half-written report, and workers sharing the run directory
+    # never write into each other's temp file
+    write_text_atomic(out, render_html(study, sections, notice, now=now or datetime.now()))
     pngs, png_notice = (export_pngs(figures, out.with_name(out.stem + "_png")) if png
                         else ([], None))
     return ReportResult(out, figures, pngs, png_notice)

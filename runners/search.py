@@ -20,6 +20,7 @@ from typing import Any
 
 import optuna
 
+from automl_cnn.atomic import write_text_atomic
 from automl_cnn.checkpoint import keep_best, load_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits, load_dataset
@@ -31,12 +32,15 @@ from automl_cnn.tracking import Tracker, make_tracker
 from automl_cnn.training import evaluate, silence_lightning
 
 from .progress import ProgressBar
+from .join import IDENTITY_ATTR, check_join, study_identity
+from .slots import read_target, run_until_target, settle_target
+from .storage_lock import storage_lock
 from .study import CONFIG_ATTR, DATASET_ATTR, make_storage, open_study, study_exists
 from .trial import SearchInterrupted, StopFlag, TrialFailed, TrialRunner
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
-STUDY_IDENTITY = ("dataset", "space", "objectives", "image_size")
+STUDY_IDENTITY = ("dataset", "space", "objectives", "image_size", "train_subset")
 
 
 @dataclass
@@ -49,21 +53,22 @@ class SearchOutcome:
     interrupted: bool
 
 
-def prepare(config: SearchConfig, *, resume: bool) -> tuple[SearchSpace, ImageSplits, Device]:
+def prepare(config: SearchConfig, *, resume: bool,
+            join: bool = False) -> tuple[SearchSpace, ImageSplits, Device]:
     """Everything that can fail on user input, before any file is written or any training."""
     config.check()
     space = load_space(config.space)
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
                         train_subset=config.train_subset)
-    _check_run_dir(config, resume=resume)
+    _check_run_dir(config, resume=resume, join=join)
     return space, data, device
 
 
-def _check_run_dir(config: SearchConfig, *, resume: bool) -> None:
+def _check_run_dir(config: SearchConfig, *, resume: bool, join: bool = False) -> None:
     saved_path = config.run_dir / CONFIG_FILE
     if not saved_path.exists():
-        if resume and config.storage is None:
+        if resume and not join and config.storage is None:
             raise UserError(f"--resume: {config.run_dir} holds no study to resume. Run the "
                             "search without --resume first, or point --out at the run directory.")
         return
@@ -72,12 +77,15 @@ def _check_run_dir(config: SearchConfig, *, resume: bool) -> None:
         raise UserError(f"{config.run_dir} holds study {saved.resolved_study_name!r}, not "
                         f"{config.resolved_study_name!r}. Choose another --out, or pass "
                         f"--study-name {saved.resolved_study_name} to continue that study.")
-    for key in STUDY_IDENTITY:
-        if tuple(_as_tuple(getattr(saved, key))) != tuple(_as_tuple(getattr(config, key))):
-            raise UserError(f"{config.run_dir} holds a study searched with {key}="
-                            f"{getattr(saved, key)!r}, but this run asks for {key}="
-                            f"{getattr(config, key)!r}. Use --out to start a separate study.")
-    if not resume:
+    diffs = [f"{key}: stored {getattr(saved, key)!r}, given {getattr(config, key)!r}"
+             for key in STUDY_IDENTITY
+             if tuple(_as_tuple(getattr(saved, key))) != tuple(_as_tuple(getattr(config, key)))]
+    if diffs:
+        raise UserError(f"{config.run_dir} holds study {saved.resolved_study_name!r}, searched "
+                        f"with other settings ({'; '.join(diffs)}). Run with the stored "
+                        "settings to continue it, or use --out to start a separate study; "
+                        "nothing was changed.")
+    if not (resume or join):
         raise UserError(f"{config.run_dir} already holds study {saved.resolved_study_name!r} "
                         f"({saved_path}). Pass --resume to add trials to it, or choose another "
                         "--out / --study-name to start a new one; nothing was changed.")
@@ -88,30 +96,61 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
 
 
 def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, *,
-                   resume: bool) -> optuna.Study:
-    storage = make_storage(config.storage_url)
+                   resume: bool, join: bool = False) -> optuna.Study:
+    """Create the study, or open it (``resume``: it must exist; ``join``: create it unless
+    another worker did — under the storage lock, so exactly one creates it). A joining worker
+    whose settings differ from the study's is refused (:func:`.join.check_join`)."""
+    storage = make_storage(config.storage_url, heartbeat=config.heartbeat)
     name = config.resolved_study_name
-    exists = study_exists(storage, name)
-    if exists and not resume:
-        raise UserError(f"study {name!r} already exists in {config.storage_url}. Pass --resume "
-                        "to add trials to it, or choose another --study-name.")
-    if not exists and resume and config.storage is not None:
-        raise UserError(f"--resume: there is no study {name!r} in {config.storage_url}.")
-    try:
-        study = open_study(config, space, create=not exists, storage=storage)
-    except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
-        raise UserError(f"study {name!r} was just created in {config.storage_url} by another "
-                        "process. Run this worker with --resume to join it.") from None
-    if not exists:
-        study.set_user_attr(DATASET_ATTR, {
-            "name": data.name, "classes": list(data.classes),
-            "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-            "sizes": data.sizes(),
-        })
-        for baseline in space.baselines:  # start from known-good recipes, then improve
-            study.enqueue_trial(baseline.params, user_attrs={"baseline": baseline.name},
-                                skip_if_exists=True)
+    identity = study_identity(config, space, data)
+    with storage_lock(config.storage_url, storage):
+        exists = study_exists(storage, name)
+        if exists and not (resume or join):
+            raise UserError(f"study {name!r} already exists in {config.storage_url}. Pass "
+                            "--resume to add trials to it, --join to work on it with other "
+                            "workers, or choose another --study-name.")
+        if not exists and resume and config.storage is not None:
+            raise UserError(f"--resume: there is no study {name!r} in {config.storage_url}. "
+                            "Leave out --resume to create it, or pass --join.")
+        try:
+            study = open_study(config, space, create=not exists, storage=storage)
+        except optuna.exceptions.DuplicatedStudyError:  # a worker without the lock made it
+            raise UserError(f"study {name!r} was just created in {config.storage_url} by "
+                            "another process. Run this worker with --join to share it.") from None
+        if exists:
+            check_join(study.user_attrs.get(IDENTITY_ATTR), identity, study=name,
+                       where=config.storage_url)
+        else:
+            _describe_new_study(study, space, data, identity)
+        mode = "join" if join else "resume" if exists else "create"
+        settle_target(study, config.trials, mode=mode)
     return study
+
+
+def _describe_new_study(study: optuna.Study, space: SearchSpace, data: ImageSplits,
+                        identity: dict[str, Any]) -> None:
+    study.set_user_attr(IDENTITY_ATTR, identity)
+    study.set_user_attr(DATASET_ATTR, {
+        "name": data.name, "classes": list(data.classes),
+        "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+        "sizes": data.sizes(),
+    })
+    for baseline in space.baselines:  # start from known-good recipes, then improve
+        study.enqueue_trial(baseline.params, user_attrs={"baseline": baseline.name},
+                            skip_if_exists=True)
+
+
+def with_recorded_storage(config: SearchConfig, *, resume: bool) -> SearchConfig:
+    """``--resume`` without ``--storage`` continues the study where the run directory says it
+    lives (its ``config.json``), never a fresh journal beside it."""
+    saved_path = config.run_dir / CONFIG_FILE
+    if not resume or config.storage is not None or not saved_path.exists():
+        return config
+    try:
+        saved = json.loads(saved_path.read_text()).get("storage")
+    except (OSError, json.JSONDecodeError):
+        return config
+    return config.replace(storage=saved) if saved else config
 
 
 @contextmanager
@@ -134,8 +173,8 @@ def stop_on_signals(stop: StopFlag) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def run_search(config: SearchConfig, *, resume: bool = False, progress: bool = True,
-               tracker: Tracker | None = None,
+def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False,
+               progress: bool = True, tracker: Tracker | None = None,
                on_ready: Callable[[SearchConfig], None] | None = None) -> SearchOutcome:
     """Run ``config.trials`` more trials (or until ``config.timeout``) and summarise.
 
@@ -145,11 +184,12 @@ def run_search(config: SearchConfig, *, resume: bool = False, progress: bool = T
         True
     """
     silence_lightning()
-    space, data, device = prepare(config, resume=resume)
+    config = with_recorded_storage(config, resume=resume or join)
+    space, data, device = prepare(config, resume=resume, join=join)
     # Before the study or any file exists: an unreachable tracking server fails here.
     tracker = tracker or make_tracker(config)
     run_dir = config.run_dir
-    study = open_or_create(config, space, data, resume=resume)
+    study = open_or_create(config, space, data, resume=resume, join=join)
     _write_run_files(config, run_dir)
     tracker.start_search(config, settings=_settings(config, data, device))
     if on_ready:
@@ -162,9 +202,11 @@ def run_search(config: SearchConfig, *, resume: bool = False, progress: bool = T
     interrupted, status = False, "FINISHED"
     try:
         with stop_on_signals(stop):
-            study.optimize(runner, n_trials=config.trials, timeout=config.timeout,
-                           callbacks=[bar.update, lambda s, _: s.stop() if stop else None],
-                           catch=(TrialFailed,), gc_after_trial=False)
+            run_until_target(
+                study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
+                target=read_target(study), interval=config.heartbeat, timeout=config.timeout,
+                stop=lambda: bool(stop), callbacks=[bar.update], catch=(TrialFailed,),
+                on_lost=tracker.close_lost_runs)
     except (SearchInterrupted, KeyboardInterrupt):
         interrupted, status = True, "KILLED"
     except BaseException:
@@ -191,7 +233,7 @@ def _settings(config: SearchConfig, data: ImageSplits, device: Device) -> dict[s
 
 def _write_run_files(config: SearchConfig, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(config.to_json())
+    write_text_atomic(run_dir / CONFIG_FILE, config.to_json())
     space_copy = run_dir / "space.yaml"
     if not space_copy.exists():
         shutil.copyfile(load_space(config.space).path, space_copy)
@@ -219,7 +261,7 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
 
     report = report_beside_run(study, run_dir)
     summary["report"] = str(report) if report else None
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
 
 

@@ -6,7 +6,10 @@ trials: the search settings travel inside the study (``study.user_attrs``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ import optuna
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
 from automl_cnn.search_spaces import SearchSpace
+
+from .liveness import GRACE_FACTOR, RetryLostTrial
 
 log = logging.getLogger(__name__)
 CONFIG_ATTR = "automl_cnn.config"
@@ -58,9 +63,12 @@ def make_pruner(name: str, *, space: SearchSpace) -> optuna.pruners.BasePruner:
     raise UserError(f"unknown pruner {name!r}.")
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
+def make_storage(url: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorage:
     """``journal:PATH`` (a journal file, the default inside a run directory) or any RDB URL
-    Optuna takes (``sqlite:///study.db``, ``postgresql://user@host/db``, ``mysql+pymysql://``)."""
+    Optuna takes (``sqlite:///study.db``, ``postgresql://user@host/db``, ``mysql+pymysql://``).
+
+    RDB storages get Optuna's heartbeat every ``heartbeat`` seconds: a trial silent for
+    3 × that is failed and retried once by the next worker that starts a trial."""
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,8 +82,10 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         # The heartbeat lets another process mark a crashed worker's trial as failed.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180,
-                                              engine_kwargs=_engine_kwargs(url))
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat, grace_period=GRACE_FACTOR * heartbeat,
+                heartbeat_stale_trial_callback=RetryLostTrial(max_retry=1),
+                engine_kwargs=_engine_kwargs(url))
     except ImportError as exc:
         raise UserError(f"cannot open the study storage {url!r}: its database driver is not "
                         f"installed ({exc.__cause__ or exc}). For PostgreSQL run "
@@ -101,9 +111,10 @@ def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
 def open_study(config: SearchConfig, space: SearchSpace, *, create: bool,
                storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """Create (``create=True``) or load the study named by ``config``."""
-    storage = storage or make_storage(config.storage_url)
-    sampler = make_sampler(config.sampler, seed=config.seed,
-                           multi_objective=config.multi_objective)
+    storage = storage or make_storage(config.storage_url, heartbeat=config.heartbeat)
+    # A worker joining a study must not replay the creator's random draws.
+    seed = config.seed if create else worker_seed(config.seed)
+    sampler = make_sampler(config.sampler, seed=seed, multi_objective=config.multi_objective)
     pruner = make_pruner(config.pruner, space=space)
     name = config.resolved_study_name
     if create:
@@ -112,6 +123,12 @@ def open_study(config: SearchConfig, space: SearchSpace, *, create: bool,
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
         return study
     return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+
+
+def worker_seed(seed: int) -> int:
+    """``seed`` mixed with this worker's host and PID (stable within the process)."""
+    tag = f"{seed}:{socket.gethostname()}:{os.getpid()}".encode()
+    return int.from_bytes(hashlib.sha256(tag).digest()[:4], "big")
 
 
 def load_config(study: optuna.Study) -> SearchConfig:

@@ -39,6 +39,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | gpu | cuda:N | mps")
     p.add_argument("--out", default=None, help="run directory (default: runs/<study name>)")
     p.add_argument("--resume", action="store_true", help="add trials to an existing study")
+    p.add_argument("--join", action="store_true",
+                   help="work on the study with other workers: create it unless another worker "
+                        "did (under a storage lock), then run trials until the study holds "
+                        "--trials finished ones; every worker runs the same command")
+    p.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
+                   help="lease renewal (and Optuna heartbeat on RDB storages) interval; a "
+                        "killed worker's trial is failed and retried once: at once by a worker "
+                        "on the same host, within 3 × SECONDS from another host")
     p.add_argument("--keep", type=int, default=3, help="keep the weights of this many best")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     tracking = p.add_argument_group("MLflow tracking")
@@ -62,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         objectives=tuple(args.objectives or ("val_acc",)), keep=args.keep,
         image_size=args.image_size, train_subset=args.train_subset,
         mlflow=not args.no_mlflow, tracking_uri=args.tracking_uri,
-        experiment=args.experiment, model_name=args.model_name,
+        experiment=args.experiment, model_name=args.model_name, heartbeat=args.heartbeat,
     )
 
 
@@ -74,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from automl_cnn.runners.search import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
-    outcome = run_search(config, resume=args.resume, progress=not args.no_progress)
+    outcome = run_search(config, resume=args.resume, join=args.join,
+                         progress=not args.no_progress)
     print_summary(outcome.summary)
     if config.mlflow:
         from automl_cnn.tracking import resolve_tracking_uri

@@ -39,6 +39,10 @@ class Tracker:
                  example: torch.Tensor) -> None:
         """``model`` (on the CPU, eval mode) is the study's new best."""
 
+    def close_lost_runs(self, failed: set[int]) -> None:
+        """Trials ``failed`` in the study: close any of their runs still open elsewhere (their
+        worker died) as KILLED."""
+
     def end_search(self, *, status: str, summary: dict[str, Any]) -> None:
         """status is FINISHED, KILLED or FAILED."""
 

@@ -169,6 +169,21 @@ class MlflowTracker(Tracker):
                 RunTag("automl_cnn.best_trial", str(number)),
                 RunTag("automl_cnn.best_run_id", run_id)])
 
+    def close_lost_runs(self, failed: set[int]) -> None:
+        if self._broken or self.parent_id is None:
+            return
+        with self._guard("closing the runs of lost trials", stop_tracking=False):
+            for run in self.client.search_runs(
+                    [self.experiment_id], max_results=5000, filter_string=(
+                        f"tags.`{ROLE}` = 'trial' and tags.`{STATE}` = 'running'")):
+                tags = run.data.tags
+                number = int(tags.get(TRIAL, -1))
+                if tags.get(STUDY) == self.study and number in failed and number not in self.runs:
+                    self.client.log_batch(run.info.run_id, tags=[
+                        RunTag(STATE, "interrupted"),
+                        RunTag(REASON, "its worker died; the trial was failed and retried once")])
+                    self.client.set_terminated(run.info.run_id, "KILLED")
+
     def end_search(self, *, status: str, summary: dict[str, Any]) -> None:
         self._ended = True
         atexit.unregister(self._at_exit)
