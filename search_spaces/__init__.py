@@ -58,20 +58,30 @@ def _in(allowed: tuple[str, ...]) -> Rule:
     return Rule(str, lambda v: v in allowed, f"one of {', '.join(allowed)}")
 
 
-_POS = Rule(int, lambda v: v >= 1, "an integer >= 1")
-_NONNEG = Rule(int, lambda v: v >= 0, "an integer >= 0")
+def _ints(low: int, high: int) -> Rule:
+    return Rule(int, lambda v: low <= v <= high, f"an integer from {low} to {high}")
+
+
+# Upper ends: far beyond any sensible CNN, low enough that a typo (an extra zero or three)
+# fails here instead of sampling a 10,000-block stack or a 10^12-filter layer.
+_POS = _ints(1, 65536)  # filters, widths, sizes, strides, batch size, epochs
+_NONNEG = _ints(0, 1024)  # padding, crop padding
+_DEPTH = _ints(1, 64)  # conv blocks (no skip connections: deeper plain stacks do not train)
+_FC = _ints(0, 16)  # hidden fully connected layers
 _UNIT = Rule(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 _BOOL = Rule(bool, lambda v: True, "true or false")
 
 RULES: dict[str, dict[str, Rule]] = {
-    "": {"depth": _POS},
+    "": {"depth": _DEPTH},
     "block": {"filters": _POS, "kernel": _POS, "stride": _POS, "padding": _NONNEG,
               "activation": _in(ACTIVATIONS), "batch_norm": _BOOL, "pool": _in(POOLS),
               "pool_size": _POS, "pool_stride": _POS},
-    "head": {"layers": _NONNEG, "width": _POS, "dropout": _UNIT,
+    "head": {"layers": _FC, "width": _POS, "dropout": _UNIT,
              "activation": _in(ACTIVATIONS), "global_pool": _in(GLOBAL_POOLS)},
-    "optim": {"name": _in(OPTIMIZERS), "lr": Rule(float, lambda v: v > 0, "a number > 0"),
-              "momentum": _UNIT, "weight_decay": Rule(float, lambda v: v >= 0, "a number >= 0"),
+    "optim": {"name": _in(OPTIMIZERS),
+              "lr": Rule(float, lambda v: 0 < v <= 100, "a number in (0, 100]"),
+              "momentum": _UNIT,
+              "weight_decay": Rule(float, lambda v: 0 <= v <= 100, "a number in [0, 100]"),
               "schedule": _in(SCHEDULES), "label_smoothing": _UNIT, "batch_size": _POS,
               "epochs": _POS},
     "augment": {"crop_padding": _NONNEG, "flip": _BOOL},

@@ -62,7 +62,7 @@ BAD = [
     ("optim: {lr: {low: 0.1, high: 0.01}}", ["optim.lr", "low=0.1 > high=0.01"]),
     ("optim: {weight_decay: {low: 0.0, high: 0.01, log: true}}",
      ["optim.weight_decay", "log-scaled", "positive low"]),
-    ("block: {filters: {choices: [16, big]}}", ["block.filters", "an integer >= 1", "'big'"]),
+    ("block: {filters: {choices: [16, big]}}", ["block.filters", "an integer from 1 to 65536", "'big'"]),
     ("block: {activation: {choices: [relu, swish]}}", ["block.activation", "'swish'"]),
     ("optimizer: {}", ["'optimizer'", "top level"]),
     ("baselines: [{name: b, params: {depth: 9}}]", ["baseline 'b'", "depth=9", "outside"]),
