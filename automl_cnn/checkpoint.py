@@ -96,11 +96,16 @@ def keep_best(root: Path, k: int) -> list[Path]:
     from automl_cnn.results import rank_key  # optuna: only for the search, not for loading
 
     def key(folder: Path) -> tuple[float, float, int]:
-        meta = read_meta(folder)
+        try:
+            meta = read_meta(folder)
+        except CheckpointError:  # another worker (--jobs) removed it a moment ago
+            return rank_key(float("-inf"), None, 2**62)
         return rank_key(meta.get("value", float("-inf")), meta.get("val_loss"),
                         int(meta.get("trial", 0)))
 
-    folders = [p for p in Path(root).glob("trial-*") if (p / META).exists()]
+    # A ``.tmp`` folder is another worker's checkpoint being written: not ours to judge.
+    folders = [p for p in Path(root).glob("trial-*")
+               if not p.name.endswith(".tmp") and (p / META).exists()]
     ranked = sorted(folders, key=key)
     for stale in ranked[k:]:
         shutil.rmtree(stale, ignore_errors=True)

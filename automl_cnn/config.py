@@ -52,6 +52,7 @@ class SearchConfig:
     # Liveness: seconds between a running trial's lease renewals (and Optuna's heartbeat on RDB
     # storages); a dead worker's trial is failed and retried 3 × this later (at once on its host).
     heartbeat: int = 60
+    jobs: int | None = None  # trials at once (worker processes); None: auto (runners/parallel)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -114,6 +115,9 @@ class SearchConfig:
             raise UserError(f"--heartbeat must be a whole number of seconds, at least 1, but got "
                             f"{self.heartbeat!r}. The default, 60, finds a dead worker on "
                             "another machine within 3 minutes.")
+        if self.jobs is not None and (not isinstance(self.jobs, int) or self.jobs < 1):
+            raise UserError(f"--jobs must be a positive whole number or auto, but got "
+                            f"{self.jobs!r}. Leave it out (auto) to let the search choose.")
         if self.keep < 1:
             raise UserError(f"--keep must be at least 1, but got {self.keep}.")
         for flag, value in (("--image-size", self.image_size),

@@ -18,6 +18,7 @@ class Device:
     torch_device: str  # "cpu", "cuda:0", "mps"
     accelerator: str  # Lightning's accelerator name
     precision: str  # Lightning's precision flag
+    all_gpus: bool = False  # "auto"/"gpu"/"cuda" with no index: --jobs may use every GPU
 
     @property
     def index(self) -> list[int] | int:
@@ -43,10 +44,11 @@ def resolve_device(name: str = "auto") -> Device:
             raise UserError(f"--device {name} asks for a GPU, but torch sees no CUDA device "
                             "(torch.cuda.is_available() is False). Use --device cpu or auto.")
         index = int(name.split(":")[1]) if ":" in name else 0
+        every = ":" not in name
         if index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} GPUs.")
         bf16 = torch.cuda.is_bf16_supported()
-        return Device(f"cuda:{index}", "gpu", "bf16-mixed" if bf16 else "16-mixed")
+        return Device(f"cuda:{index}", "gpu", "bf16-mixed" if bf16 else "16-mixed", every)
     if base == "mps":
         if not torch.backends.mps.is_available():
             raise UserError("--device mps asks for Apple's GPU, which torch cannot see here.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -34,3 +35,24 @@ class ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def poll_progress(study: optuna.Study, bar: ProgressBar) -> Callable[[], None]:
+    """For ``--jobs N``: a function that advances ``bar`` to the trials other processes have
+    finished in ``study`` since now (it reads the storage)."""
+    before = _finished(study)
+    shown = [0]  # not bar.bar.n: a disabled tqdm bar never counts
+
+    def poll() -> None:
+        done = _finished(study) - before
+        while shown[0] < done:
+            bar.update(study, None)
+            shown[0] += 1
+
+    return poll
+
+
+def _finished(study: optuna.Study) -> int:
+    from .slots import count_slots  # trials that count towards the target, as the workers see
+
+    return count_slots(study.get_trials(deepcopy=False)).used

@@ -31,8 +31,9 @@ from automl_cnn.search_spaces import SearchSpace, load_space
 from automl_cnn.tracking import Tracker, make_tracker
 from automl_cnn.training import evaluate, silence_lightning
 
-from .progress import ProgressBar
 from .join import IDENTITY_ATTR, check_join, study_identity
+from .parallel import plan_workers, run_workers
+from .progress import ProgressBar, poll_progress
 from .slots import read_target, run_until_target, settle_target
 from .storage_lock import storage_lock
 from .study import CONFIG_ATTR, DATASET_ATTR, make_storage, open_study, study_exists
@@ -197,16 +198,20 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     stop = StopFlag()
     data = data.to(device.torch_device)  # once: trials and the final test batch from here
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop)
+    workers = plan_workers(config, device)
     started = time.perf_counter()
     bar = ProgressBar(total=config.trials, enabled=progress)
     interrupted, status = False, "FINISHED"
     try:
         with stop_on_signals(stop):
-            run_until_target(
-                study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
-                target=read_target(study), interval=config.heartbeat, timeout=config.timeout,
-                stop=lambda: bool(stop), callbacks=[bar.update], catch=(TrialFailed,),
-                on_lost=tracker.close_lost_runs)
+            if workers.count > 1:  # N processes share the study; this one only watches
+                run_workers(config, workers, stop=stop, on_poll=poll_progress(study, bar))
+            else:
+                run_until_target(
+                    study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
+                    target=read_target(study), interval=config.heartbeat, timeout=config.timeout,
+                    stop=lambda: bool(stop), callbacks=[bar.update], catch=(TrialFailed,),
+                    on_lost=tracker.close_lost_runs)
     except (SearchInterrupted, KeyboardInterrupt):
         interrupted, status = True, "KILLED"
     except BaseException:

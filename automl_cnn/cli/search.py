@@ -48,6 +48,9 @@ def add_parser(sub: Any) -> None:
                         "killed worker's trial is failed and retried once: at once by a worker "
                         "on the same host, within 3 × SECONDS from another host")
     p.add_argument("--keep", type=int, default=3, help="keep the weights of this many best")
+    p.add_argument("--jobs", default="auto", type=_jobs, metavar="N|auto",
+                   help="trials at once, in N worker processes sharing the study (auto: "
+                        "from the devices present; 1: in this process)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     tracking = p.add_argument_group("MLflow tracking")
     tracking.add_argument("--no-mlflow", action="store_true", help="do not track in MLflow")
@@ -71,7 +74,18 @@ def config_from_args(args: argparse.Namespace) -> Any:
         image_size=args.image_size, train_subset=args.train_subset,
         mlflow=not args.no_mlflow, tracking_uri=args.tracking_uri,
         experiment=args.experiment, model_name=args.model_name, heartbeat=args.heartbeat,
+        jobs=args.jobs,
     )
+
+
+def _jobs(text: str) -> int | None:
+    """``auto`` -> None (chosen at run time); a number stays a number (checked in the config)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,242 @@
+"""``--jobs N``: N trials at once, in worker processes that share the study through its storage.
+
+The parent validates, creates the study, and then only watches: it starts the workers (spawned,
+each in its own process group so a terminal's Ctrl-C reaches the parent alone), polls the
+storage for the one progress bar, and on Ctrl-C or SIGTERM tells every worker to stop through a
+shared flag. Each worker loads the data once, keeps it on its device (``cuda:i`` round-robin,
+several per GPU), uses ``cores / N`` torch threads, and runs the very same
+:class:`~automl_cnn.runners.trial.TrialRunner` and
+:func:`~automl_cnn.runners.slots.run_until_target` as a one-process search: the study ends with
+exactly its target of trials, and an interrupted trial is recorded (and queued again) as for
+one process. The summary, the final test and the report stay with the parent, after the
+workers end.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from automl_cnn.config import SearchConfig
+from automl_cnn.device import Device
+
+log = logging.getLogger(__name__)
+
+#: Workers per GPU at most: 4 processes on one H100 gave 4.6× the trials per hour of one
+#: (../shared/MEASURED.md); beyond that small CNNs start to queue on the same streams.
+MAX_PER_GPU = 4
+#: GPU memory a worker is allowed to count on (CUDA context + data + a small CNN's activations).
+GIB_PER_GPU_WORKER = 3.0
+#: A GPU already busier than this (another job) gets one worker.
+BUSY_PERCENT = 50
+#: Workers on a CPU: one process per this many cores. Measured on the 2-core development
+#: machine (benchmarks/bench_throughput.py): --jobs 2 × 1 thread ran a digits search at
+#: 0.9-1.0× the trials per hour of --jobs 1 × 2 threads, so auto keeps one process there.
+CORES_PER_CPU_WORKER = 4
+STOP_REASONS = ("", "Ctrl-C", "SIGTERM")
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Where each worker trains and how many torch threads it uses."""
+
+    devices: tuple[str, ...]  # one torch device per worker, e.g. ("cuda:0", "cuda:0")
+    threads: int
+
+    @property
+    def count(self) -> int:
+        return len(self.devices)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def gpu_busy_percent(index: int) -> int:
+    """How busy GPU ``index`` is right now (0 when no driver tool answers)."""
+    import torch
+
+    try:
+        return int(torch.cuda.utilization(index))
+    except Exception:  # pynvml missing or no permission: count the GPU as idle
+        return 0
+
+
+def auto_jobs(device: Device) -> int:
+    """Workers for ``--jobs auto`` on ``device``'s kind of hardware.
+
+    A GPU takes up to :data:`MAX_PER_GPU` workers, fewer when its free memory is short
+    (:data:`GIB_PER_GPU_WORKER` each) and one when another job keeps it busy; with
+    ``--device auto`` every visible GPU counts. A CPU takes one per
+    :data:`CORES_PER_CPU_WORKER` cores.
+    """
+    if device.accelerator != "gpu":
+        return max(1, usable_cores() // CORES_PER_CPU_WORKER)
+    import torch
+
+    total = 0
+    for index in _gpu_indices(device):
+        free, _ = torch.cuda.mem_get_info(index)
+        fit = int(free / 2**30 // GIB_PER_GPU_WORKER)
+        busy = gpu_busy_percent(index) > BUSY_PERCENT
+        total += max(1, min(MAX_PER_GPU, fit, 1 if busy else MAX_PER_GPU))
+    return total
+
+
+def _gpu_indices(device: Device) -> list[int]:
+    import torch
+
+    if device.accelerator != "gpu":
+        return []
+    if device.all_gpus:
+        return list(range(torch.cuda.device_count()))
+    return [torch.device(device.torch_device).index or 0]
+
+
+def plan_workers(config: SearchConfig, device: Device) -> WorkerPlan:
+    """``config.jobs`` (None = auto) workers, pinned to GPUs round-robin, threads split."""
+    jobs = config.jobs if config.jobs is not None else auto_jobs(device)
+    if config.trials is not None:
+        jobs = max(1, min(jobs, config.trials))
+    gpus = _gpu_indices(device)
+    devices = tuple(f"cuda:{gpus[i % len(gpus)]}" if gpus else device.torch_device
+                    for i in range(jobs))
+    return WorkerPlan(devices=devices, threads=max(1, usable_cores() // jobs))
+
+
+def run_workers(config: SearchConfig, plan: WorkerPlan, *, stop: Any,
+                on_poll: Any = None) -> list[int]:
+    """Run the study's trials in ``plan.count`` workers; return their exit codes.
+
+    ``stop`` is the parent's :class:`~automl_cnn.runners.trial.StopFlag` (set by its signal
+    handler); ``on_poll()`` is called a few times a second (the progress bar). A second Ctrl-C
+    (KeyboardInterrupt) still waits for the workers, which stop within one batch.
+    """
+    ctx = mp.get_context("spawn")
+    stop_code = ctx.Value("i", 0)
+    deadline = time.time() + config.timeout if config.timeout else None
+    procs = [ctx.Process(target=worker_main, name=f"automl-cnn-worker-{i}", daemon=False,
+                         args=(config.to_dict(), i, dev, plan.threads, stop_code, deadline))
+             for i, dev in enumerate(plan.devices)]
+    for proc in procs:
+        proc.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            if stop and not stop_code.value:
+                stop_code.value = STOP_REASONS.index(stop.reason) if stop.reason in \
+                    STOP_REASONS else 1
+            if on_poll:
+                on_poll()
+            time.sleep(POLL_SECONDS)
+    finally:
+        if any(p.is_alive() for p in procs):  # an exception or a second Ctrl-C: stop them
+            stop_code.value = stop_code.value or 1
+            _wait_or_kill(procs)
+        if on_poll:
+            on_poll()
+    codes = [p.exitcode if p.exitcode is not None else -1 for p in procs]
+    for proc, code in zip(procs, codes, strict=True):
+        if code:
+            log.warning("%s ended with exit code %s", proc.name, code)
+    return codes
+
+
+def _wait_or_kill(procs: list[Any], grace: float = 60.0) -> None:
+    """Workers stop at their next batch; one stuck past ``grace`` seconds is terminated."""
+    end = time.monotonic() + grace
+    for proc in procs:
+        proc.join(max(0.0, end - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+
+
+# -- the worker process ---------------------------------------------------------------------
+def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threads: int,
+                stop_code: Any, deadline: float | None) -> None:
+    """One worker: load the data once, then take trials until the study holds its target
+    (:func:`~automl_cnn.runners.slots.run_until_target`, exact under the storage lock)."""
+    os.setpgrp()  # a terminal's Ctrl-C goes to the parent, which tells us through stop_code
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    from .slots import read_target, run_until_target
+    from .storage_lock import storage_lock
+    from .trial import SearchInterrupted, TrialFailed
+
+    torch.set_num_threads(threads)
+    config = SearchConfig.from_dict(config_dict).replace(device=device_name, jobs=1)
+    stop = _SharedStop(stop_code)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set("SIGTERM"))
+    runner, study, tracker = _worker_setup(config, index, stop)
+    status = "FINISHED"
+    try:
+        run_until_target(
+            study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
+            target=read_target(study), interval=config.heartbeat,
+            timeout=None if deadline is None else max(0.0, deadline - time.time()),
+            stop=lambda: bool(stop), catch=(TrialFailed,), on_lost=tracker.close_lost_runs)
+    except SearchInterrupted:
+        status = "KILLED"
+    finally:
+        tracker.end_search(status="KILLED" if stop else status, summary={})
+
+
+def _worker_setup(config: SearchConfig, index: int, stop: Any) -> tuple[Any, Any, Any]:
+    import optuna
+
+    from automl_cnn.data import load_dataset
+    from automl_cnn.device import resolve_device
+    from automl_cnn.search_spaces import load_space
+    from automl_cnn.tracking import make_tracker
+    from automl_cnn.training import silence_lightning
+
+    from .study import make_sampler, open_study
+    from .trial import TrialRunner
+
+    silence_lightning()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space, device = load_space(config.space), resolve_device(config.device)
+    data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
+                        train_subset=config.train_subset).to(device.torch_device)
+    study = open_study(config, space, create=False)
+    # Same seed in every worker would draw the same random start-up trials N times over.
+    study.sampler = make_sampler(config.sampler, seed=config.seed + index,
+                                 multi_objective=config.multi_objective)
+    tracker = make_tracker(config)
+    tracker.start_search(config, settings={})  # attaches to the parent's run
+    runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=config.run_dir,
+                         stop=stop)
+    return runner, study, tracker
+
+
+class _SharedStop:
+    """The worker's stop flag: its own SIGTERM, or the parent's word through ``stop_code``."""
+
+    def __init__(self, stop_code: Any) -> None:
+        from .trial import StopFlag
+
+        self._own, self._code = StopFlag(), stop_code
+
+    def set(self, reason: str) -> None:
+        self._own.set(reason)
+
+    @property
+    def reason(self) -> str:
+        return self._own.reason or STOP_REASONS[self._code.value % len(STOP_REASONS)]
+
+    def __bool__(self) -> bool:
+        return bool(self._own) or bool(self._code.value)
+
+
+__all__ = ["WorkerPlan", "auto_jobs", "plan_workers", "run_workers", "worker_main"]

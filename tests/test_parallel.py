@@ -1,0 +1,131 @@
+"""``--jobs N``: worker processes sharing one study; exact trial counts; Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from automl_cnn.cli import main
+from automl_cnn.config import SearchConfig
+from automl_cnn.device import resolve_device
+from automl_cnn.errors import UserError
+from automl_cnn.runners.parallel import plan_workers, usable_cores
+from automl_cnn.runners.study import make_storage
+
+TrialState = optuna.trial.TrialState
+
+
+def load(run_dir: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name,
+                             storage=make_storage(f"journal:{run_dir / 'study.journal'}"))
+
+
+def test_worker_plan_splits_threads_and_never_exceeds_the_trials() -> None:
+    cpu = resolve_device("cpu")
+    plan = plan_workers(SearchConfig(trials=10, jobs=3), cpu)
+    assert plan.devices == ("cpu", "cpu", "cpu")
+    assert plan.threads == max(1, usable_cores() // 3)
+    assert plan_workers(SearchConfig(trials=2, jobs=8), cpu).count == 2
+    assert plan_workers(SearchConfig(trials=10, jobs=None), cpu).count >= 1
+
+
+def test_bad_jobs_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UserError, match="--jobs must be"):
+        SearchConfig(jobs=0).check()
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--jobs", "many"])
+    assert exc.value.code == 2
+    assert "auto" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_workers_run_exactly_the_trials_asked_for(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = main(["search", "--trials", "5", "--space", "tiny", "--jobs", "2", "--out", str(out),
+                 "--tracking-uri", uri, "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.count("Study digits-tiny:") == 1  # one summary, from the parent
+    assert "Test accuracy of the best model" in captured.out
+    assert "GPU available" not in captured.err + captured.out  # no Lightning banners
+    study = load(out, "digits-tiny")
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(5))  # exactly 5, no duplicate numbers
+    assert all(t.state.is_finished() for t in study.trials)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"] == 5 and summary["test"] is not None
+    assert (out / "report.html").exists()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("digits-tiny")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+    parents = [r for r in runs if r.data.tags.get("automl_cnn.role") == "parent"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    trial_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(trial_runs) == 5
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (read from /proc; zombies count as gone)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+            if fields.get("PPid", "").strip() == str(pid) and not fields["State"].startswith("Z"):
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return not (Path("/proc") / str(pid) / "status").read_text().split("State:\t")[1] \
+            .startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_worker_and_leaves_no_running_trial(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "automl_cnn", "search", "--trials", "200", "--space", "tiny",
+         "--jobs", "2", "--no-mlflow", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    models = out / "models"
+    while time.time() < deadline and not (models.exists() and any(models.iterdir())):
+        time.sleep(0.2)  # at least one trial finished: both workers are up
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGINT)  # to the parent alone, as `kill -INT` would
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert len(workers) >= 2  # (plus, perhaps, multiprocessing's resource tracker)
+    end = time.time() + 15  # multiprocessing's resource tracker leaves once it sees EOF
+    while time.time() < end and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if _alive(w)]
+    assert stdout.count("Study digits-tiny:") == 1
+    assert "Resume with" in stdout and "--resume" in stdout
+    assert "Traceback" not in stderr
+    study = load(out, "digits-tiny")
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states  # (an interrupted trial is queued again: WAITING)
+    assert 1 <= len(states) < 200
+    assert len({t.number for t in study.trials}) == len(states)
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
