@@ -9,8 +9,9 @@ shapes among strokes reward nets that keep detail early and pool later.
 
 Rendering is numpy on coordinate grids, 1,000 images per chunk, each chunk seeded by
 (seed, split, chunk index): the first N images are the same whatever the total, and the test
-split (its own stream of 6,000) never moves. ``python -m automl_cnn.data.clutter --idx DIR``
-writes a set in MNIST's IDX format, readable as ``--dataset mnist:DIR``.
+split (its own stream of 6,000) never moves. :func:`write_idx` (command line:
+``python benchmarks/make_idx_set.py --idx DIR``) writes a set in MNIST's IDX format, readable as
+``--dataset mnist:DIR``.
 """
 
 from __future__ import annotations
@@ -238,8 +239,9 @@ def write_idx(folder: Path, *, n_train: int = 60_000, n_test: int = 10_000, size
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line of :func:`write_idx` (``benchmarks/make_idx_set.py``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m automl_cnn.data.clutter",
+        prog="make_idx_set.py",
         description="Write the clutter set as MNIST-style IDX files (read with "
                     "--dataset mnist:DIR).")
     parser.add_argument("--idx", type=Path, required=True, metavar="DIR", help="output folder")
@@ -256,7 +258,3 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"error: {exc}\n")
     for path in paths:
         print(path)
-
-
-if __name__ == "__main__":
-    main()
