@@ -12,10 +12,21 @@ Layout of a checkpoint folder::
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import math
+import os
+import re
+import secrets
 import shutil
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -25,26 +36,128 @@ from automl_cnn.arch import ArchSpec, SpecError
 from automl_cnn.errors import UserError
 from automl_cnn.model import build_model
 
+if TYPE_CHECKING:
+    from automl_cnn.data import ImageSplits
+
+log = logging.getLogger(__name__)
 WEIGHTS, ARCH, META = "model.safetensors", "arch.json", "meta.json"
+TRIAL_FOLDER = re.compile(r"trial-\d{4,}")  # complete kept weights; temps carry a suffix
+LEFTOVER = re.compile(r".+\.(tmp|old)-.+")  # a writer's temp or set-aside folder
+LEFTOVER_AGE = 3600.0  # seconds; younger leftovers may belong to a live writer
+LOCK = ".lock"
+
+
+def _version() -> str:
+    from automl_cnn import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What meta.json says about the weights beside it: enough to rebuild the network
+    (``input_shape``, ``num_classes``), rank it (``value``, ``val_loss``, ``trial``) and describe
+    it (the rest). Export-only fields stay ``None`` elsewhere and are left out of the JSON."""
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    classes: tuple[str, ...] = ()
+    dataset: str = ""
+    study_name: str = ""
+    trial: int = 0
+    value: float | None = None  # the trial's validation accuracy in the search
+    val_loss: float | None = None
+    values: tuple[float, ...] | None = None  # every objective's value, in ``objectives`` order
+    objectives: tuple[str, ...] | None = None
+    trained_on: str = "train"  # "train+val" for retrained weights
+    retrained: dict[str, Any] | None = None  # seed, this_seed; the group's test_acc, mean, std
+    rank: int | None = None  # export only: rank, format, params, flops, search_test_acc, source
+    format: str | None = None
+    params: int | None = None
+    flops: int | None = None
+    search_test_acc: float | None = None
+    source: str | None = None  # the study's storage, without its password
+    automl_cnn_version: str = field(default_factory=_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def for_dataset(cls, data: ImageSplits, **rest: Any) -> CheckpointMeta:
+        """The meta of weights trained on ``data``; ``rest`` names the other fields.
+
+        Example:
+            >>> CheckpointMeta.for_dataset(data, study_name="s", trial=3, value=0.9)  # doctest: +SKIP
+        """
+        return cls(input_shape=data.input_shape, num_classes=data.num_classes,
+                   classes=tuple(data.classes), dataset=data.name, **rest)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckpointMeta:
+        """Read a meta.json dict; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        kept = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**kept)
 
 
 class CheckpointError(UserError):
     """A checkpoint folder that is missing files or holds unreadable ones."""
 
 
-def save_checkpoint(folder: Path, model: nn.Module, spec: ArchSpec, meta: dict[str, Any]) -> Path:
-    """Write ``model``'s weights, ``spec`` and ``meta`` to ``folder`` (created; replaced whole)."""
+def _temp_name(folder: Path, kind: str) -> Path:
+    """``<folder>.<kind>-<host>-<pid>-<random>``: a name no other writer can pick."""
+    tag = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    return folder.with_name(f"{folder.name}.{kind}-{tag}")
+
+
+@contextmanager
+def replacing(folder: Path) -> Iterator[Path]:
+    """Yield this writer's own temp folder; on success it replaces ``folder`` whole.
+
+    A reader sees the old folder or the new one, never a half-written one; a writer that dies
+    leaves only its own temp, which :func:`keep_best` ignores and later removes.
+    """
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _temp_name(folder, "tmp")
     tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        old = _temp_name(folder, "old")
+        try:
+            folder.rename(old)  # set aside, so that the new one can take the name at once
+        except FileNotFoundError:
+            pass
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_checkpoint(folder: Path, model: nn.Module, spec: ArchSpec,
+                    meta: CheckpointMeta | Mapping[str, Any]) -> Path:
+    """Write ``model``'s weights, ``spec`` and ``meta`` to ``folder`` (created; replaced whole)."""
+    with replacing(folder) as tmp:
+        write_checkpoint(tmp, model, spec, meta)
+    return Path(folder)
+
+
+def write_checkpoint(folder: Path, model: nn.Module, spec: ArchSpec,
+                     meta: CheckpointMeta | Mapping[str, Any]) -> None:
+    """The three checkpoint files into an existing ``folder`` (use :func:`replacing`)."""
+    data = meta.to_dict() if isinstance(meta, CheckpointMeta) else dict(meta)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS))
-    (tmp / ARCH).write_text(spec.to_json())
-    (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)  # a reader never sees a half-written checkpoint
-    return folder
+    save_file(state, str(folder / WEIGHTS))
+    (folder / ARCH).write_text(spec.to_json())
+    (folder / META).write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def write_meta(folder: Path, meta: CheckpointMeta) -> None:
+    """Replace ``folder``'s meta.json atomically (a reader sees the old one or the new one)."""
+    tmp = _temp_name(Path(folder) / META, "tmp")
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True))
+    os.replace(tmp, Path(folder) / META)
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
@@ -91,25 +204,57 @@ def keep_best(root: Path, k: int) -> list[Path]:
     """Delete all but the best ``k`` checkpoints under ``root``, ranked like the study's trials
     (:func:`automl_cnn.results.rank_key` on the accuracy and loss in ``meta.json``).
 
-    Returns the kept folders, best first.
+    Safe with many workers sharing ``root``: only complete folders named ``trial-NNNN`` count
+    (another writer's temp never does), eviction holds an exclusive lock on ``root/.lock``,
+    and an unreadable meta.json is skipped, not fatal. Leftover temps older than an hour (of
+    killed writers) are removed. Returns the kept folders, best first.
     """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / LOCK):
+        _remove_leftovers(root)
+        ranked = [folder for _, folder in sorted(_ranked_folders(root))]
+        for stale in ranked[k:]:
+            shutil.rmtree(stale, ignore_errors=True)
+    return ranked[:k]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _ranked_folders(root: Path) -> list[tuple[tuple[float, float, int], Path]]:
     from automl_cnn.results import rank_key  # optuna: only for the search, not for loading
 
-    def key(folder: Path) -> tuple[float, float, int]:
+    found = []
+    for folder in root.iterdir():
+        if not TRIAL_FOLDER.fullmatch(folder.name) or not (folder / WEIGHTS).exists():
+            continue
         try:
             meta = read_meta(folder)
-        except CheckpointError:  # another worker (--jobs) removed it a moment ago
-            return rank_key(float("-inf"), None, 2**62)
-        return rank_key(meta.get("value", float("-inf")), meta.get("val_loss"),
-                        int(meta.get("trial", 0)))
+            value = meta.get("value")
+            key = rank_key(-math.inf if value is None else float(value), meta.get("val_loss"),
+                           int(meta.get("trial", 0)))
+        except (CheckpointError, AttributeError, TypeError, ValueError) as exc:
+            log.warning("ignoring kept weights %s: unreadable meta.json (%s)", folder, exc)
+            continue
+        found.append((key, folder))
+    return found
 
-    # A ``.tmp`` folder is another worker's checkpoint being written: not ours to judge.
-    folders = [p for p in Path(root).glob("trial-*")
-               if not p.name.endswith(".tmp") and (p / META).exists()]
-    ranked = sorted(folders, key=key)
-    for stale in ranked[k:]:
-        shutil.rmtree(stale, ignore_errors=True)
-    return ranked[:k]
+
+def _remove_leftovers(root: Path) -> None:
+    """Temps of writers that died (kill -9, full disk) an hour or more ago."""
+    now = time.time()
+    for path in root.iterdir():
+        if LEFTOVER.fullmatch(path.name):
+            try:
+                if now - path.stat().st_mtime > LEFTOVER_AGE:
+                    shutil.rmtree(path, ignore_errors=True)
+            except FileNotFoundError:
+                pass  # its writer finished meanwhile
 
 
 def trial_folder(run_dir: Path, number: int) -> Path:

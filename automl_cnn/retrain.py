@@ -13,18 +13,17 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from automl_cnn.api import RunSource, Source, open_source
 from automl_cnn.arch import ArchSpec
-from automl_cnn.checkpoint import META, WEIGHTS, save_checkpoint
+from automl_cnn.checkpoint import WEIGHTS, CheckpointMeta, read_meta, save_checkpoint, write_meta
 from automl_cnn.errors import UserError
 
 if TYPE_CHECKING:
@@ -87,6 +86,21 @@ def _search_model_test_acc(src: RunSource, rank: int, data: ImageSplits,
     return evaluate_checkpoint(folder, data, device)["accuracy"]
 
 
+def _fit_and_keep(spec: ArchSpec, data: ImageSplits, device: Device, seed: int, *,
+                  src: RunSource, trial: FrozenTrial) -> tuple[float, Path]:
+    """Train one seed on ``data``'s train+val images, score it on test, keep it."""
+    from automl_cnn.training import evaluate, fit_spec
+
+    model = fit_spec(spec, data, device, seed=seed, val_split=None).model
+    acc = evaluate(model, data.x_test, data.y_test)["accuracy"]
+    log.info("trial %d seed %d: test accuracy %.4f", trial.number, seed, acc)
+    meta = CheckpointMeta.for_dataset(data, study_name=src.name, trial=trial.number,
+                                      value=float(trial.values[0]), trained_on="train+val",
+                                      retrained={"seed": seed, "this_seed": acc})
+    folder = retrained_folder(src.run_dir, trial.number, seed)
+    return acc, save_checkpoint(folder, model.to("cpu"), spec, meta)
+
+
 def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: int = 3,
             device: str = "auto", study_name: str | None = None) -> RetrainResult:
     """Train ``rank``'s architecture ``seeds`` times from scratch on train+val; score on test.
@@ -96,7 +110,7 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
     """
     from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
-    from automl_cnn.training import evaluate, fit_spec, silence_lightning, with_val_in_train
+    from automl_cnn.training import silence_lightning, with_val_in_train
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UserError(f"seeds must be a whole number >= 1, but got {seeds!r}.")
@@ -120,13 +134,9 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
     on_device = with_val_in_train(data).to(dev.torch_device)
     accs, folders = [], []
     for seed in range(seeds):
-        model = fit_spec(spec, on_device, dev, seed=seed, val_split=None).model
-        acc = evaluate(model, on_device.x_test, on_device.y_test)["accuracy"]
-        model = model.to("cpu")
-        log.info("trial %d seed %d: test accuracy %.4f", trial.number, seed, acc)
+        acc, folder = _fit_and_keep(spec, on_device, dev, seed, src=src, trial=trial)
         accs.append(acc)
-        folders.append(save_checkpoint(retrained_folder(src.run_dir, trial.number, seed), model,
-                                       spec, _meta(src, trial, data, seed, acc)))
+        folders.append(folder)
     result = RetrainResult(
         study_name=src.name, rank=rank, trial=trial.number, spec=spec, seeds=tuple(range(seeds)),
         test_acc=tuple(accs), folders=tuple(folders),
@@ -139,24 +149,13 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
     return result
 
 
-def _meta(src: RunSource, trial: FrozenTrial, data: ImageSplits, seed: int,
-          acc: float) -> dict[str, Any]:
-    return {
-        "trial": trial.number, "study_name": src.name, "dataset": data.name,
-        "classes": list(data.classes), "input_shape": list(data.input_shape),
-        "num_classes": data.num_classes, "trained_on": "train+val",
-        "value": float(trial.values[0]), "retrained": {"seed": seed, "this_seed": acc},
-    }
-
-
 def _record_group(result: RetrainResult) -> None:
     """Each seed's meta.json learns the whole group's accuracies (for the model card)."""
     group = {"test_acc": list(result.test_acc), "mean": result.mean, "std": result.std,
              "seeds": list(result.seeds), "epochs": result.spec.train.epochs}
     for folder in result.folders:
-        meta = json.loads((folder / META).read_text())
-        meta["retrained"].update(group)
-        (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        meta = CheckpointMeta.from_dict(read_meta(folder))
+        write_meta(folder, replace(meta, retrained={**(meta.retrained or {}), **group}))
 
 
 def tracking_uri(explicit: str | None, src: RunSource) -> str:
