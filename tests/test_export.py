@@ -17,19 +17,18 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import automl_cnn
-from automl_cnn import ArchSpec, build_model
+from automl_cnn import ArchSpec, network
 from automl_cnn.checkpoint import load_checkpoint
 from automl_cnn.cli import main
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
-from automl_cnn.export import export_model, model_source
+from automl_cnn.export import export_model
 from automl_cnn.runners.search import run_search
 from automl_cnn.search_spaces import load_space
-from automl_cnn.shapes import check_feasible
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACES = {"default": load_space("default"), "tiny": load_space("tiny")}
@@ -59,28 +58,6 @@ def import_file(path: Path, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
     module_spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.filter_too_much])
-@given(spec=specs)
-def test_generated_model_py_builds_the_same_network(spec: ArchSpec, tmp_path_factory:
-                                                   pytest.TempPathFactory) -> None:
-    shape = (3, 32, 32)
-    assume(check_feasible(spec, shape, 4) is None)  # the search never trains the others
-    path = tmp_path_factory.mktemp("gen") / "model.py"
-    path.write_text(model_source(spec, shape, 4))
-    generated = import_file(path, f"generated_{abs(hash(spec))}")
-    torch.manual_seed(0)
-    reference = build_model(spec, shape, 4).eval()
-    twin = generated.build().eval()
-    assert {k: v.shape for k, v in twin.state_dict().items()} == \
-        {k: v.shape for k, v in reference.state_dict().items()}
-    twin.load_state_dict(reference.state_dict())
-    x = torch.rand(3, *shape)
-    with torch.no_grad():
-        assert torch.allclose(twin(x), reference(x), atol=1e-6)
-    assert "automl_cnn" not in path.read_text()
 
 
 # -- a real search, exported --------------------------------------------------------------------
@@ -158,17 +135,22 @@ with torch.no_grad():
 """
 
 
-def test_standalone_model_py_needs_no_automl_cnn(run_dir: Path, tmp_path: Path,
-                                                 batch: torch.Tensor) -> None:
-    folder = export_model(run_dir, tmp_path / "standalone")
+def run_standalone(folder: Path, batch: torch.Tensor) -> subprocess.CompletedProcess[str]:
+    """Run STANDALONE in ``folder`` where only torch (and numpy) can be imported."""
     np.save(folder / "batch.npy", batch.numpy())
     site_packages = str(Path(torch.__file__).parent.parent)
     # -S: no site module, so no .pth file (the editable install of automl_cnn) is processed;
     # PYTHONPATH holds the export folder and the folder torch lives in, nothing else.
-    done = subprocess.run([sys.executable, "-S", "-c", STANDALONE], cwd=folder,
+    return subprocess.run([sys.executable, "-S", "-c", STANDALONE], cwd=folder,
                           env={"PYTHONPATH": os.pathsep.join([str(folder), site_packages]),
                                "PATH": os.environ.get("PATH", "")},
                           capture_output=True, text=True, timeout=120)
+
+
+def test_standalone_model_py_needs_no_automl_cnn(run_dir: Path, tmp_path: Path,
+                                                 batch: torch.Tensor) -> None:
+    folder = export_model(run_dir, tmp_path / "standalone")
+    done = run_standalone(folder, batch)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["training"] is False
@@ -176,33 +158,78 @@ def test_standalone_model_py_needs_no_automl_cnn(run_dir: Path, tmp_path: Path,
                           atol=1e-6)
 
 
-def test_model_py_refuses_another_spec(run_dir: Path, tmp_path: Path) -> None:
+def test_model_py_is_the_packages_own_builder_and_refuses_a_mismatch(run_dir: Path,
+                                                                     tmp_path: Path) -> None:
     folder = export_model(run_dir, tmp_path / "guard")
-    generated = import_file(folder / "model.py", "guarded_model")
+    assert (folder / "model.py").read_bytes() == Path(network.__file__).read_bytes()
+    shipped = import_file(folder / "model.py", "guarded_model")
     arch = json.loads((folder / "arch.json").read_text())
     (folder / "arch.json").write_text(json.dumps({**arch, "version": 2}))
-    with pytest.raises(ValueError, match="spec version 2.*reads version 1"):
-        generated.load(folder)
+    with pytest.raises(ValueError, match="spec version 2, but this file reads version 1"):
+        shipped.load(folder)
     arch["blocks"][0]["filters"] += 1
     (folder / "arch.json").write_text(json.dumps(arch))
-    with pytest.raises(ValueError, match="another architecture"):
-        generated.load(folder)
+    with pytest.raises(ValueError, match="does not fit the network of"):
+        shipped.load(folder)
+
+
+HOSTILE = 'x"""\nprint("INJECTED")\n_ = """'
+
+
+@pytest.mark.slow
+def test_a_hostile_study_name_never_reaches_python_source(tmp_path: Path,
+                                                         batch: torch.Tensor) -> None:
+    run = tmp_path / "run"
+    assert main(["search", "--trials", "2", "--space", "tiny", "--no-mlflow", "--out", str(run),
+                 "--study-name", HOSTILE]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "out")]) == 0
+    folder = tmp_path / "out"
+    assert json.loads((folder / "meta.json").read_text())["study_name"] == HOSTILE  # data only
+    assert HOSTILE not in (folder / "model.py").read_text()
+    done = run_standalone(folder, batch)
+    assert done.returncode == 0, done.stderr
+    assert "INJECTED" not in done.stdout + done.stderr
+    logits = json.loads(done.stdout.strip().splitlines()[-1])["logits"]
+    assert torch.allclose(torch.tensor(logits), reference_logits(run, batch), atol=1e-6)
 
 
 def test_export_bad_input(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"unknown export format 'pickle'.*safetensors, "
                                         "torchscript, onnx"):
         export_model(run_dir, tmp_path / "a", fmt="pickle")
-    busy = tmp_path / "busy"
-    busy.mkdir()
-    (busy / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match=r"already holds other files \(notes.txt\)"):
-        export_model(run_dir, busy)
-    assert (busy / "notes.txt").read_text() == "mine"
     with pytest.raises(UserError, match=r"has not been retrained.*automl-cnn retrain --rank 0"):
         export_model(run_dir, tmp_path / "b", retrained=True)
     again = export_model(run_dir, export_model(run_dir, tmp_path / "c", fmt="torchscript"))
     assert not (again / "model.torchscript.pt").exists()  # an old export is replaced whole
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+@pytest.mark.parametrize("files", [{"notes.txt": "mine"}, {"README.md": "# my project"},
+                                   {"model.py": "print('mine')", "README.md": "# mine"},
+                                   {"meta.json": "{}", "model.py": "x = 1"}])
+def test_export_never_replaces_a_folder_of_the_users_own(run_dir: Path, tmp_path: Path,
+                                                         files: dict[str, str]) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    for name, text in files.items():
+        (busy / name).write_text(text)
+    with pytest.raises(UserError, match=r"already holds other files \(.*\) that no earlier "
+                                        "automl-cnn export wrote"):
+        export_model(run_dir, busy)
+    assert {p.name: p.read_text() for p in busy.iterdir()} == files
+
+
+def test_export_into_the_current_folder_is_a_clear_error(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("mine")
+    for out in (".", str(tmp_path.parent)):
+        assert main(["export", str(run_dir), "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert "is the current folder or holds it" in " ".join(err.split())
+        assert "Traceback" not in err
+    assert (tmp_path / "mine.txt").read_text() == "mine"
 
 
 # -- the commands ---------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from automl_cnn.cli._source import add_source_arguments, source_from_args
+from automl_cnn.export.formats import FORMATS  # names only: torch loads when a writer runs
 
 HELP = "export a found model (weights, spec, model card, standalone model.py)"
-FORMATS = ("safetensors", "torchscript", "onnx")  # automl_cnn.export.FORMATS, kept light here
 
 
 def add_parser(sub: Any) -> None:
@@ -16,7 +16,7 @@ def add_parser(sub: Any) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_source_arguments(p)
     p.add_argument("--rank", type=int, default=0, help="which architecture (0 = the best)")
-    p.add_argument("--format", dest="fmt", default="safetensors", choices=FORMATS,
+    p.add_argument("--format", dest="fmt", default="safetensors", choices=list(FORMATS),
                    help="extra file beside the safetensors weights and model.py")
     p.add_argument("--out", required=True, help="folder to write (new, empty or an old export)")
     p.add_argument("--retrained", action="store_true",

@@ -1,9 +1,11 @@
-"""Serialise a trained network as TorchScript or ONNX (dynamic batch axis).
+"""Export formats by name: the extra file each writes beside the safetensors weights.
 
-Both take the CPU model in eval mode and an example input of shape (1, C, H, W).
+:data:`FORMATS` maps ``--format`` names to writers ``(model, input_shape, folder) -> file or
+None``; :func:`format_for` looks one up, listing the valid names. Writers take the CPU model in
+eval mode. torch is imported inside the writers, so the CLI reads the names without it.
 
 Example:
-    >>> write_onnx(model, (1, 8, 8), Path("out/model.onnx"))
+    >>> format_for("onnx")(model, (1, 8, 8), Path("out"))  # doctest: +SKIP
     PosixPath('out/model.onnx')
 """
 
@@ -13,14 +15,15 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from automl_cnn.errors import UserError
 
-FORMATS = ("safetensors", "torchscript", "onnx")
+if TYPE_CHECKING:
+    from torch import nn
+
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
@@ -31,6 +34,8 @@ def write_torchscript(model: nn.Module, path: Path) -> Path:
     torch 2.13 marks TorchScript deprecated (in favour of ``torch.export``) but still runs and
     loads it; it stays here for runtimes that read nothing else (C++ libtorch, older mobile).
     """
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.script(model).save(str(path))
@@ -42,6 +47,8 @@ def write_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) 
 
     The weights are embedded (one self-contained file).
     """
+    import torch
+
     try:
         import onnxscript  # noqa: F401  (the exporter's dependency; fail here with a clear fix)
     except ImportError:
@@ -63,13 +70,19 @@ def write_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) 
     return path
 
 
-def write_format(fmt: str, model: nn.Module, input_shape: tuple[int, int, int],
-                 folder: Path) -> Path | None:
-    """Write ``fmt``'s extra file into ``folder`` (safetensors needs none beyond the weights)."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown export format {fmt!r}. Valid formats: {', '.join(FORMATS)}.")
-    if fmt == "torchscript":
-        return write_torchscript(model, folder / FILES[fmt])
-    if fmt == "onnx":
-        return write_onnx(model, input_shape, folder / FILES[fmt])
-    return None
+Writer = Callable[["nn.Module", tuple[int, int, int], Path], "Path | None"]
+
+#: ``--format`` name -> writer of its extra file (safetensors: the weights are the file).
+FORMATS: dict[str, Writer] = {
+    "safetensors": lambda model, shape, folder: None,
+    "torchscript": lambda model, shape, folder: write_torchscript(model,
+                                                                  folder / FILES["torchscript"]),
+    "onnx": lambda model, shape, folder: write_onnx(model, shape, folder / FILES["onnx"]),
+}
+
+
+def format_for(name: str) -> Writer:
+    """The writer of export format ``name``; the error lists the valid names."""
+    if name not in FORMATS:
+        raise UserError(f"unknown export format {name!r}. Valid formats: {', '.join(FORMATS)}.")
+    return FORMATS[name]
