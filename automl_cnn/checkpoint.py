@@ -16,11 +16,8 @@ import fcntl
 import json
 import logging
 import math
-import os
 import re
-import secrets
 import shutil
-import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from automl_cnn.arch import ArchSpec, SpecError
+from automl_cnn.atomic import temp_name, write_text_atomic
 from automl_cnn.errors import UserError
 from automl_cnn.model import build_model
 
@@ -41,8 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WEIGHTS, ARCH, META = "model.safetensors", "arch.json", "meta.json"
-TRIAL_FOLDER = re.compile(r"trial-\d{4,}")  # complete kept weights; temps carry a suffix
-LEFTOVER = re.compile(r".+\.(tmp|old)-.+")  # a writer's temp or set-aside folder
+TRIAL_FOLDER = re.compile(r"trial-\d{4,}")  # complete kept weights; temps are named otherwise
+LEFTOVER = re.compile(r".+\.tmp(-.+)?")  # a writer's temp (atomic.temp_name; older: NAME.tmp)
 LEFTOVER_AGE = 3600.0  # seconds; younger leftovers may belong to a live writer
 LOCK = ".lock"
 
@@ -105,25 +103,20 @@ class CheckpointError(UserError):
     """A checkpoint folder that is missing files or holds unreadable ones."""
 
 
-def _temp_name(folder: Path, kind: str) -> Path:
-    """``<folder>.<kind>-<host>-<pid>-<random>``: a name no other writer can pick."""
-    tag = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-    return folder.with_name(f"{folder.name}.{kind}-{tag}")
-
-
 @contextmanager
 def replacing(folder: Path) -> Iterator[Path]:
     """Yield this writer's own temp folder; on success it replaces ``folder`` whole.
 
-    A reader sees the old folder or the new one, never a half-written one; a writer that dies
-    leaves only its own temp, which :func:`keep_best` ignores and later removes.
+    A reader sees the old folder or the new one (for an instant, between two renames, none),
+    never a half-written one; a writer that dies leaves only its own temp
+    (:func:`automl_cnn.atomic.temp_name`), which :func:`keep_best` ignores and later removes.
     """
     folder = Path(folder)
-    tmp = _temp_name(folder, "tmp")
+    tmp = temp_name(folder)
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        old = _temp_name(folder, "old")
+        old = temp_name(folder)
         try:
             folder.rename(old)  # set aside, so that the new one can take the name at once
         except FileNotFoundError:
@@ -155,9 +148,7 @@ def write_checkpoint(folder: Path, model: nn.Module, spec: ArchSpec,
 
 def write_meta(folder: Path, meta: CheckpointMeta) -> None:
     """Replace ``folder``'s meta.json atomically (a reader sees the old one or the new one)."""
-    tmp = _temp_name(Path(folder) / META, "tmp")
-    tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True))
-    os.replace(tmp, Path(folder) / META)
+    write_text_atomic(Path(folder) / META, json.dumps(meta.to_dict(), indent=2, sort_keys=True))
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
