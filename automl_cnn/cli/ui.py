@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 HELP = "open the MLflow UI on the searches' tracking store"
+#: MLflow 3.17 picks its GenAI or model-training view from this query parameter (else from the
+#: browser's last choice, GenAI at first); the experiment's ``mlflow.experimentKind`` tag,
+#: which the tracker sets too, is what other MLflow versions read.
+TRAINING_VIEW = "#/experiments?workflowType=machine_learning"
 HOST = "127.0.0.1"
 
 
@@ -29,6 +33,12 @@ def add_parser(sub: Any) -> None:
                         "sqlite:///mlflow.db in the current directory)")
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
     p.set_defaults(func=run)
+
+
+def ui_link(port: int) -> str:
+    """The UI's address, opening on the model-training view: MLflow 3 otherwise starts on
+    its GenAI overview (traces, tokens), which holds nothing of a search."""
+    return f"http://{HOST}:{port}/{TRAINING_VIEW}"
 
 
 def server_command(uri: str, port: int) -> list[str]:
@@ -48,14 +58,15 @@ def run(args: argparse.Namespace) -> int:
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
-        print(f"{uri} is already a tracking server: open {uri} in a browser.", flush=True)
+        print(f"{uri} is already a tracking server: open {uri.rstrip('/')}/{TRAINING_VIEW} "
+              "in a browser.", flush=True)
         return 0
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be in 1..65535, but got {args.port}.")
     if not _port_free(args.port):
         raise UserError(f"port {args.port} on {HOST} is already in use (another MLflow UI?). "
                         f"Open http://{HOST}:{args.port} if it is one, or pass another --port.")
-    print(f"MLflow UI for {uri}\n  http://{HOST}:{args.port}  (Ctrl-C to stop)", flush=True)
+    print(f"MLflow UI for {uri}\n  {ui_link(args.port)}  (Ctrl-C to stop)", flush=True)
     return serve(server_command(uri, args.port))
 
 

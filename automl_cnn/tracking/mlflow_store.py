@@ -104,6 +104,38 @@ def quick_http() -> Iterator[None]:
             lg.setLevel(level)
 
 
+#: The experiment tag MLflow 3 reads for what an experiment holds: model training, not GenAI
+#: traces. (MLflow 3.17's UI goes by its view switch instead; ``automl-cnn ui`` links to the
+#: model-training view.)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def dataset_input(description: dict[str, Any]) -> Any:
+    """An MLflow dataset input naming the searched data, so the runs table's Dataset column
+    shows it: name, a digest of its shape, classes and split sizes, and where it came from (a
+    local path, or the built-in set), tagged with the ``training`` context. Metadata only:
+    no pixels are uploaded.
+
+    ``description`` is the study's dataset description (name, classes, input_shape, sizes).
+    """
+    import hashlib
+    import json
+
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    name = str(description.get("name", "dataset"))
+    kind, sep, where = name.partition(":")
+    source = (FileSystemDatasetSource(where) if sep and where else
+              CodeDatasetSource(tags={"automl_cnn.dataset": name}))
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode())
+    dataset = MetaDataset(source=source, name=name, digest=digest.hexdigest()[:8])
+    return DatasetInput(dataset._to_mlflow_entity(),
+                        tags=[InputTag("mlflow.data.context", "training")])
+
+
 def clip(value: Any, limit: int) -> str:
     """MLflow refuses params and tags over its length limits: keep the head, mark the cut."""
     text = str(value)
@@ -115,5 +147,6 @@ def pip_requirements() -> list[str]:
     return [f"torch=={torch.__version__.split('+')[0]}"]
 
 
-__all__ = ["HOUSEKEEPING_LOGGERS", "QUICK_HTTP", "SERVER_HINT", "check_reachable", "clip", "global_tracking_uri",
+__all__ = ["EXPERIMENT_KIND", "HOUSEKEEPING_LOGGERS", "QUICK_HTTP", "SERVER_HINT",
+           "check_reachable", "clip", "dataset_input", "global_tracking_uri",
            "import_pytorch_flavor", "pip_requirements", "quick_http"]
