@@ -86,7 +86,7 @@ class CheckpointMeta:
         """The meta of weights trained on ``data``; ``rest`` names the other fields.
 
         Example:
-            >>> CheckpointMeta.for_dataset(data, study_name="s", trial=3, value=0.9)  # doctest: +SKIP
+            >>> meta = CheckpointMeta.for_dataset(data, trial=3, value=0.9)  # doctest: +SKIP
         """
         return cls(input_shape=data.input_shape, num_classes=data.num_classes,
                    classes=tuple(data.classes), dataset=data.name, **rest)

@@ -222,7 +222,9 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
         stopped: str | None = "max_seconds"
     else:
         stopped = "callback" if trainer.current_epoch < t.epochs else None
-    return FitResult(module.model.eval(), module.history, seconds, stopped)
+    # Lightning's teardown hands the module back on the CPU; callers test it where it trained.
+    model = module.model.to(device.torch_device).eval()
+    return FitResult(model, module.history, seconds, stopped)
 
 
 def with_val_in_train(data: ImageSplits) -> ImageSplits:

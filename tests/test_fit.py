@@ -1,4 +1,4 @@
-"""``fit_spec`` and ``evaluate_checkpoint``: the one way to train a spec and to test a checkpoint."""
+"""``fit_spec`` and ``evaluate_checkpoint``: the one way to train a spec, to test a checkpoint."""
 
 from __future__ import annotations
 

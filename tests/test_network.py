@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from automl_cnn import arch, network
-from automl_cnn.arch import ArchSpec, ConvBlock
+from automl_cnn.arch import ArchSpec, ConvBlock, HeadSpec
 from automl_cnn.model import build_model
 from automl_cnn.search_spaces import load_space
 from automl_cnn.shapes import InfeasibleArchitecture, check_feasible
@@ -128,3 +128,16 @@ def test_an_arch_json_of_another_version_is_refused() -> None:
 def test_a_stack_that_ends_at_one_pixel_builds() -> None:
     spec = ArchSpec(blocks=(ConvBlock(4, kernel=8, padding=0),))  # BatchNorm sees 1×1 maps
     assert build_model(spec, (1, 8, 8), 3).eval()(torch.rand(2, 1, 8, 8)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("pool", [*sorted(network.POOLS), "none"])
+@pytest.mark.parametrize("activation", sorted(network.ACTIVATIONS))
+def test_every_activation_and_pool_gives_finite_gradients(activation: str, pool: str) -> None:
+    spec = ArchSpec(blocks=(ConvBlock(4, activation=activation, pool=pool),),
+                    head=HeadSpec(widths=(8,), activation=activation, dropout=0.1))
+    model = build_model(spec, (1, 8, 8), 3)
+    x = torch.zeros(4, 1, 8, 8)
+    x[:, :, :4] = torch.rand(4, 1, 4, 8)  # all-zero windows too: L2 pooling's NaN trap
+    model(x).logsumexp(1).mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
