@@ -189,7 +189,8 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     """Build ``spec``'s network and train it with its recipe on ``data`` (already on ``device``
     for speed); every place that trains a spec calls this.
 
-    ``epochs`` overrides ``spec.train.epochs`` (the LR schedule spans the epochs trained);
+    ``epochs`` overrides ``spec.train.epochs`` (the LR schedule spans the epochs trained; a fit
+    that ``max_seconds`` cuts short stops part-way through it);
     ``train_split`` is ``"train"`` or ``"train+val"``; ``val_split=None`` trains without
     validation. ``callbacks`` follow ours (pruning, loggers, stop checks); an exception one of
     them raises propagates, after :class:`EpochEnd` callbacks got each finished epoch's row.
@@ -202,6 +203,8 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     from automl_cnn.data import make_batches
     from automl_cnn.model import build_model
 
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs must be at least 1, but got {epochs=}.")
     t = replace(spec.train, epochs=epochs or spec.train.epochs)
     if train_split == "train+val":
         data, train_split = with_val_in_train(data), "train"
