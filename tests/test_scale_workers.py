@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -60,9 +60,10 @@ def worker(args: list[str], log: Path, env: dict[str, str] | None = None) -> sub
         cwd=log.parent)
 
 
-def kill_mid_trial(victim: subprocess.Popen, storage_url: str, timeout: float = 400) -> int:
-    """``kill -9`` the victim while it certainly runs a trial: stop it, check that its leased
-    trial is still RUNNING, then kill; returns the trial number."""
+def kill_mid_trial(victim: subprocess.Popen, storage_url: str, timeout: float = 400,
+                   ready: Callable[[int], bool] = lambda _: True) -> int:
+    """``kill -9`` the victim while it certainly runs a trial (one that is ``ready``): stop it,
+    check that its leased trial is still RUNNING, then kill; returns the trial number."""
     storage = make_storage(storage_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and victim.poll() is None:
@@ -73,7 +74,7 @@ def kill_mid_trial(victim: subprocess.Popen, storage_url: str, timeout: float = 
             continue
         mine = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))
                 if t.system_attrs.get(LEASE_ATTR, {}).get("pid") == victim.pid]
-        if mine:
+        if mine and ready(mine[0]):
             os.kill(victim.pid, signal.SIGSTOP)
             still = study.get_trials(states=(TrialState.RUNNING,))
             if mine[0] in [t.number for t in still]:
@@ -139,6 +140,13 @@ def test_journal_workers_survive_a_kill_and_refuse_a_mismatch(tmp_path: Path) ->
     check_study(url, lost)
 
 
+def has_run(client: MlflowClient, number: int) -> bool:
+    """Whether trial ``number`` has its MLflow run yet (so the kill leaves one RUNNING)."""
+    experiment = client.get_experiment_by_name(STUDY)
+    return experiment is not None and bool(client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`automl_cnn.trial` = '{number}'"))
+
+
 def test_postgres_workers_with_an_mlflow_server(tmp_path: Path, pg_url: str) -> None:
     server = Server(tmp_path / "mlflow")
     try:
@@ -147,10 +155,10 @@ def test_postgres_workers_with_an_mlflow_server(tmp_path: Path, pg_url: str) -> 
         args = ["--out", str(run), "--storage", pg_url, "--heartbeat", "5",
                 "--tracking-uri", server.url]
         procs = [worker(args, log) for log in logs]
-        lost = kill_mid_trial(procs[0], pg_url)
+        client = MlflowClient(server.url)
+        lost = kill_mid_trial(procs[0], pg_url, ready=lambda n: has_run(client, n))
         wait_all(procs[1:], logs[1:])
         study = check_study(pg_url, lost)
-        client = MlflowClient(server.url)
         experiment = client.get_experiment_by_name(STUDY)
         runs = client.search_runs([experiment.experiment_id], max_results=1000)
         assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
