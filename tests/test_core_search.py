@@ -103,7 +103,7 @@ def test_cli_search_end_to_end(tmp_path: Path) -> None:
     assert summary["best"]["value"] > 0.5  # chance is 0.1
     assert summary["test"]["trial"] == best.number and summary["test"]["accuracy"] > 0.5
     assert summary["counts"] == {k: v for k, v in count_outcomes(study.trials).items()}
-    kept = sorted(p.name for p in (out / "models").iterdir())
+    kept = sorted(p.name for p in (out / "models").iterdir() if p.name != ".lock")
     assert f"trial-{best.number:04d}" in kept and len(kept) <= 3
     # The terminal shows a progress bar and a summary, no Lightning banners.
     assert "GPU available" not in proc.stderr + proc.stdout
@@ -230,5 +230,5 @@ def test_ties_in_accuracy_are_broken_by_validation_loss(tmp_path: Path) -> None:
     ranked = ranked_trials(outcome.study)
     keys = [rank_key(t.value, t.user_attrs["history"][-1]["val_loss"], t.number) for t in ranked]
     assert keys == sorted(keys)
-    kept = sorted(p.name for p in (config.run_dir / "models").iterdir())
+    kept = sorted(p.name for p in (config.run_dir / "models").iterdir() if p.name != ".lock")
     assert kept == sorted(f"trial-{t.number:04d}" for t in ranked[:3])
