@@ -1,16 +1,19 @@
 """What a trial costs outside training, per storage, and how workers scale on PostgreSQL.
 
-Part 1 — sampler + storage milliseconds per trial at 1,000 trials: TPE as the search sets it
-up (multivariate, group, constant liar) sampling the real default space, a trivial objective,
-through the same loop the search runs (``run_until_target``: storage lock, lost-trial check,
-slot count, lease), on the journal file (the default), SQLite and PostgreSQL; in-memory
-storage with plain ``study.optimize`` as the sampler-only floor.
+Part 1 — sampler + storage milliseconds per trial at 1,000 trials: every configuration starts
+from the same 1,000 finished trials of the real default space, then runs ``--measured`` more
+with TPE as the search sets it up (multivariate, group, constant liar) and a trivial objective,
+in turns of 5 trials so that all see the same load on this shared machine. Configurations: the
+in-memory storage (the sampler alone), the journal file with plain ``study.optimize``, and the
+journal file (the default), SQLite and PostgreSQL through the search's own loop
+(``run_until_target``: storage lock, lost-trial check, slot count, lease).
 
 Part 2 — trials per hour with 1, 2, 4 and 8 worker processes sharing one PostgreSQL study,
 each trial a trivial objective that sleeps ``--trial-seconds`` (standing in for training on a
 GPU: it does not load this machine's 2 CPU cores), so the ideal is linear.
 
-    python benchmarks/bench_storage.py [--trials 1000] [--window 100] [--scale-trials 120]
+    python benchmarks/bench_storage.py [--trials 1000] [--measured 50] [--dir /tmp]
+        [--only in-memory journal sqlite postgresql] [--workers 1 2 4 8] [--scale-trials 120]
         [--trial-seconds 0.5] [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
 
@@ -24,6 +27,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -42,38 +46,53 @@ def objective(trial: optuna.Trial, sleep: float = 0.0) -> float:
     return random.Random(trial.number).random()
 
 
-class Clock:
-    """Per-trial wall times from the trial-end callback."""
-
-    def __init__(self) -> None:
-        self.ends: list[float] = [time.perf_counter()]
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.ends.append(time.perf_counter())
-
-    def ms(self, first: int, last: int) -> float:
-        return 1000 * (self.ends[last] - self.ends[first]) / (last - first)
+def history(trials: int) -> list[optuna.trial.FrozenTrial]:
+    """``trials`` finished trials of the real space (random draws: what TPE fits on at that
+    size costs the same whatever drew it), to start every storage at the same history."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0),
+                                direction="maximize")
+    study.optimize(objective, n_trials=trials)
+    return study.get_trials()
 
 
-def per_trial(url: str | None, trials: int, window: int) -> tuple[float, float]:
-    """(mean ms/trial over all trials, ms/trial over the last ``window``)."""
+def open_bench_study(url: str | None, past: list[optuna.trial.FrozenTrial]) -> Any:
+    storage = make_storage(url) if url else None
+    study = optuna.create_study(study_name=f"bench-{uuid.uuid4().hex[:8]}", storage=storage,
+                                sampler=make_sampler("tpe", seed=0, multi_objective=False),
+                                direction="maximize")
+    study.add_trials(past)
+    return study, storage
+
+
+def step(study: optuna.Study, storage: Any, url: str | None, loop: bool, n: int) -> float:
+    """Run ``n`` more trials; returns the seconds they took."""
+    started = time.perf_counter()
+    if loop:
+        target = len(study.get_trials(deepcopy=False)) + n
+        run_until_target(study, objective, lock=lambda: storage_lock(url, storage),
+                         target=target, interval=60)
+    else:
+        study.optimize(objective, n_trials=n)
+    return time.perf_counter() - started
+
+
+def per_trial(urls: dict[str, tuple[str | None, bool]], at: int, measured: int,
+              chunk: int = 5) -> dict[str, float]:
+    """ms per trial for trials ``at``..``at + measured`` of each configuration, run in turns
+    (``chunk`` trials each) so that every one sees the same machine load."""
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    sampler = make_sampler("tpe", seed=0, multi_objective=False)
-    storage = make_storage(url) if url else None
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                direction="maximize")
-    clock = Clock()
-    if url is None:
-        study.optimize(objective, n_trials=trials, callbacks=[clock])
-    else:
-        target = settle_target(study, trials, mode="create")
-        run_until_target(study, objective, lock=lambda: storage_lock(url, storage),
-                         target=target, interval=60, callbacks=[clock])
-        if not url.startswith("journal:"):
-            optuna.delete_study(study_name=name, storage=storage)
-    return clock.ms(0, trials), clock.ms(trials - window, trials)
+    past = history(at)
+    studies = {label: (*open_bench_study(url, past), url, loop)
+               for label, (url, loop) in urls.items()}
+    spent = dict.fromkeys(urls, 0.0)
+    for _ in range(measured // chunk):
+        for label, (study, storage, url, loop) in studies.items():
+            spent[label] += step(study, storage, url, loop, chunk)
+    for label, (study, storage, url, _) in studies.items():
+        if url and not url.startswith("journal:"):
+            optuna.delete_study(study_name=study.study_name, storage=storage)
+    return {label: 1000 * seconds / measured for label, seconds in spent.items()}
 
 
 def _worker(url: str, name: str, target: int, start_at: float, sleep: float) -> None:
@@ -109,16 +128,20 @@ def trials_per_hour(url: str, workers: int, trials: int, sleep: float) -> float:
 
 def storage_table(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        urls = {"in-memory": None, "journal": f"journal:{Path(tmp) / 'study.journal'}",
-                "sqlite": f"sqlite:///{Path(tmp) / 'study.db'}", "postgresql": args.postgres}
-        print(f"| storage ({args.dir or tempfile.gettempdir()}) | ms/trial, mean of "
-              f"{args.trials} | ms/trial, trials {args.trials - args.window}-{args.trials} |"
-              "\n| --- | --- | --- |")
-        for label, url in urls.items():
-            if args.only and label not in args.only:
-                continue
-            mean, last = per_trial(url, args.trials, args.window)
-            print(f"| {label} | {mean:.1f} | {last:.1f} |", flush=True)
+        urls = {
+            "in-memory, study.optimize (the sampler alone)": (None, False),
+            "journal, study.optimize": (f"journal:{Path(tmp) / 'plain.journal'}", False),
+            "journal (default), the search's loop": (f"journal:{Path(tmp) / 'loop.journal'}",
+                                                     True),
+            "sqlite, the search's loop": (f"sqlite:///{Path(tmp) / 'study.db'}", True),
+            "postgresql, the search's loop": (args.postgres, True),
+        }
+        urls = {k: v for k, v in urls.items() if not args.only or k.split(",")[0].split()[0]
+                in args.only}
+        print(f"| storage ({args.dir or tempfile.gettempdir()}) | ms/trial, trials "
+              f"{args.trials}-{args.trials + args.measured} |\n| --- | --- |")
+        for label, ms in per_trial(urls, args.trials, args.measured).items():
+            print(f"| {label} | {ms:.1f} |", flush=True)
 
 
 def scale_table(args: argparse.Namespace) -> None:
@@ -134,7 +157,8 @@ def scale_table(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
-    parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--measured", type=int, default=50,
+                        help="trials timed after the first --trials (in turns of 5)")
     parser.add_argument("--only", nargs="*", default=[],
                         help="in-memory journal sqlite postgresql (default: all)")
     parser.add_argument("--dir", default=None, help="folder for the journal and sqlite files")

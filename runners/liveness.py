@@ -188,8 +188,9 @@ class LeaseKeeper:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # No join: waiting for the thread to wake costs milliseconds a trial on a loaded
+        # machine, and a renewal that lands after the trial finished is refused by the storage.
         self._stop.set()
-        self._thread.join(timeout=10)
 
     def _write(self) -> bool:
         lease = Lease.mine(self.number, self.interval)

@@ -46,6 +46,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
 from automl_cnn.shapes import LayerPlan
 from automl_cnn.tracking import Tracker, resolve_tracking_uri
+from automl_cnn.tracking.champion import CHAMPION, LOSS_TAG, beats_champion, crown_best
 from automl_cnn.tracking.mlflow_store import (
     SERVER_HINT, check_reachable, clip, global_tracking_uri, pip_requirements, quick_http)
 
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 ROLE, STUDY, TRIAL = "automl_cnn.role", "automl_cnn.study", "automl_cnn.trial"
 STATE, REASON, PRUNED_EPOCH = "automl_cnn.state", "automl_cnn.reason", "automl_cnn.pruned_epoch"
-CHAMPION = "champion"
 #: Trial outcome -> MLflow run status. An infeasible trial ran correctly (it scored the worst
 #: value without training), so its run is FINISHED; its state tag says infeasible.
 #: Epoch metrics go out at most this often (seconds) and with the trial's last call: a
@@ -81,6 +81,7 @@ class MlflowTracker(Tracker):
         self._epochs: dict[int, list[Metric]] = {}  # epoch metrics not sent yet
         self._sent_at: dict[int, float] = {}  # when a trial's metrics were last sent
         self._last_epoch: dict[int, int] = {}  # the model is linked to its final metrics
+        self._val_loss: dict[int, float] = {}  # last val_loss: ranks ties for the champion
         self._unsent: dict[str, str] = {}  # run id -> outcome of a trial ended while broken
         self._broken = False
         self._warned: set[bool] = set()  # kinds of failure reported (once each)
@@ -126,6 +127,8 @@ class MlflowTracker(Tracker):
         if self._off(number):
             return
         self._last_epoch[number] = epoch
+        if "val_loss" in metrics:
+            self._val_loss[number] = float(metrics["val_loss"])
         now = _now()
         buffer = self._epochs.setdefault(number, [])
         buffer += [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
@@ -137,6 +140,7 @@ class MlflowTracker(Tracker):
     def end_trial(self, number: int, *, outcome: str, reason: str | None = None,
                   values: list[float] | None = None, pruned_epoch: int | None = None) -> None:
         self._last_epoch.pop(number, None)
+        self._val_loss.pop(number, None)
         self._sent_at.pop(number, None)
         if self._broken and number in self.runs:  # end_search tries once more to close it
             self._unsent[self.runs.pop(number)] = outcome
@@ -160,10 +164,19 @@ class MlflowTracker(Tracker):
         # A model MLflow cannot log (torch.export refusing a layer) costs the registry entry,
         # not the tracking of later trials.
         with self._guard(f"logging trial {number}'s model", stop_tracking=False):
-            run_id = self.runs[number]
+            run_id, loss = self.runs[number], self._val_loss.get(number)
+            # Workers share the registry: a model that cannot beat the current champion (another
+            # worker's, registered meanwhile) is not logged, and the alias goes to the best
+            # version of all after logging (automl_cnn.tracking.champion).
+            if not beats_champion(self.client, self.model_name, val_acc=value, val_loss=loss,
+                                  trial=number):
+                return
             self._send_epochs(number)  # the logged model links the run's final metrics
             version = self._log_model(run_id, number, value, model, example)
-            self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+            if loss is not None:
+                self.client.set_model_version_tag(self.model_name, version, LOSS_TAG,
+                                                  f"{loss:.6f}")
+            crown_best(self.client, self.model_name)
             self.client.log_batch(self.parent_id, metrics=[
                 Metric("best_val_acc", float(value), _now(), number)], tags=[
                 RunTag("automl_cnn.best_trial", str(number)),
