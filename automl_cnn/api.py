@@ -28,21 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from automl_cnn.arch import ArchSpec, SpecError
-from automl_cnn.checkpoint import WEIGHTS, load_checkpoint, trial_folder
+from automl_cnn.arch import ArchSpec
+from automl_cnn.checkpoint import WEIGHTS, load_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
+from automl_cnn.record import DATASET_ATTR, TrialRecord, load_config, read_study_info
+from automl_cnn.rundir import JOURNAL_PREFIX, RunDir
 from automl_cnn.shapes import InfeasibleArchitecture, plan_layers
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.trial import FrozenTrial
     from torch import nn
 
     from automl_cnn.results import RankedArchitecture
 
 Source = Union[str, os.PathLike, "RunSource"]
-CONFIG_FILE = "config.json"
 
 
 @dataclass(frozen=True)
@@ -67,21 +67,21 @@ class RunSource:
     def describe(self) -> str:
         return f"study {self.name!r} ({without_password(self.storage_url)})"
 
-    def ranked(self) -> list[FrozenTrial]:
-        """Completed trials, best first; raises when there is none."""
-        from automl_cnn.results import count_outcomes, ranked_trials
+    def ranked(self) -> list[TrialRecord]:
+        """Completed trials' records, best first; raises when there is none."""
+        from automl_cnn.results import ranked_trials, study_counts
 
         ranked = ranked_trials(self.study)
         if not ranked:
-            counts = count_outcomes(self.study.get_trials(deepcopy=False))
+            counts = study_counts(self.study)
             seen = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no trials at all"
             raise UserError(f"{self.describe()} has no completed trial yet ({seen}), so there "
                             "is no best architecture. Run more trials with `automl-cnn search "
                             "--resume`.")
         return ranked
 
-    def trial(self, rank: int) -> FrozenTrial:
-        """The trial at ``rank`` (0 = best)."""
+    def trial(self, rank: int) -> TrialRecord:
+        """The record of the trial at ``rank`` (0 = best)."""
         if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
             raise UserError(f"rank must be a whole number (0 is the best), but got {rank!r}.")
         ranked = self.ranked()
@@ -93,14 +93,13 @@ class RunSource:
 
     def spec(self, rank: int) -> ArchSpec:
         trial = self.trial(rank)
-        try:
-            return ArchSpec.from_dict(trial.user_attrs["arch"])
-        except (KeyError, SpecError) as exc:
+        if trial.spec is None:
             raise UserError(f"trial {trial.number} of {self.describe()} holds no readable "
-                            f"architecture ({exc}).") from None
+                            "architecture.")
+        return trial.spec
 
     def weights_folder(self, trial_number: int) -> Path:
-        return trial_folder(self.run_dir, trial_number)
+        return RunDir(self.run_dir).trial_folder(trial_number)
 
     def kept_ranks(self) -> list[int]:
         """Ranks whose weights were kept by the search."""
@@ -121,7 +120,8 @@ class RunSource:
         kept = self.kept_ranks()
         have = f"ranks {', '.join(map(str, kept))} have weights" if kept else "no rank has weights"
         raise UserError(f"rank {rank} (trial {trial.number}) has no kept weights: the search "
-                        f"keeps only its best --keep trials in {self.run_dir / 'models'}, and "
+                        f"keeps only its best --keep trials in {RunDir(self.run_dir).models}, "
+                        "and "
                         f"{have}. Pass weights=False for the untrained architecture, or train "
                         f"it with `automl-cnn retrain --rank {rank}` (then export it with "
                         "--retrained).")
@@ -138,13 +138,14 @@ def open_source(source: Source, *, study_name: str | None = None) -> RunSource:
     if isinstance(source, RunSource):
         return source
     text = os.fspath(source)
-    if text.startswith("journal:") or "://" in text:
+    if text.startswith(JOURNAL_PREFIX) or "://" in text:
         return _load(text, study_name, run_dir=None)
     return _open_run_dir(Path(text), study_name)
 
 
 def _open_run_dir(run_dir: Path, study_name: str | None) -> RunSource:
-    path = run_dir / CONFIG_FILE
+    rundir = RunDir(run_dir)
+    path = rundir.config
     if not run_dir.is_dir():
         raise UserError(f"run directory {str(run_dir)!r} does not exist. Pass the --out folder "
                         "of a search, or a storage URL such as sqlite:///study.db.")
@@ -152,21 +153,22 @@ def _open_run_dir(run_dir: Path, study_name: str | None) -> RunSource:
         config = SearchConfig.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise UserError(f"{str(run_dir)!r} is not an automl-cnn run directory: it has no "
-                        f"{CONFIG_FILE}. Pass the --out folder of a search.") from None
+                        f"{path.name}. Pass the --out folder of a search.") from None
     except (json.JSONDecodeError, TypeError) as exc:
         raise UserError(f"{path} is not a readable search config ({exc}).") from None
-    url = config.storage or f"journal:{run_dir / 'study.journal'}"
+    url = rundir.storage_url(config.storage)
     return _load(url, study_name or config.resolved_study_name, run_dir=run_dir)
 
 
 def _load(url: str, study_name: str | None, *, run_dir: Path | None) -> RunSource:
     import optuna
 
-    from automl_cnn.runners.study import DATASET_ATTR, load_config, make_storage
+    from automl_cnn.storage import make_storage
 
-    if url.startswith("journal:") and not Path(url[len("journal:"):]).is_file():
+    journal = url[len(JOURNAL_PREFIX):]
+    if url.startswith(JOURNAL_PREFIX) and not Path(journal).is_file():
         # make_storage would create an empty journal; say what is missing instead
-        raise UserError(f"journal file {url[len('journal:'):]!r} does not exist, so there is "
+        raise UserError(f"journal file {journal!r} does not exist, so there is "
                         "no study to read. Check the path, or run a search first.")
     storage = make_storage(url)
     shown = without_password(url)
@@ -182,22 +184,22 @@ def _load(url: str, study_name: str | None, *, run_dir: Path | None) -> RunSourc
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=optuna.samplers.RandomSampler())
     config = load_config(study)
-    data = study.user_attrs.get(DATASET_ATTR)
-    if not data:
+    data = read_study_info(study).dataset
+    if data is None:
         raise UserError(f"study {study_name!r} in {shown} records no dataset "
                         f"({DATASET_ATTR}); it was not created by automl-cnn search.")
     return RunSource(study, config, run_dir if run_dir is not None else config.run_dir, url,
-                     tuple(data["input_shape"]), int(data["num_classes"]),  # type: ignore[arg-type]
-                     tuple(data.get("classes", ())))
+                     data.input_shape, data.num_classes, data.classes)
 
 
 def latest_run_dir(root: Path | str = "runs") -> Path:
     """The most recently modified run directory under ``root`` (what the CLI uses by default)."""
     root = Path(root)
-    runs = [p for p in root.glob("*") if (p / CONFIG_FILE).is_file()] if root.is_dir() else []
+    runs = [p for p in root.glob("*") if RunDir(p).is_run_dir()] if root.is_dir() else []
     if not runs:
         raise UserError(f"no run directory given and none found under {str(root)!r} (looked for "
-                        f"folders holding {CONFIG_FILE}). Pass RUN_DIR, or --storage URL.")
+                        f"folders holding {RunDir(root).config.name}). Pass RUN_DIR, or "
+                        "--storage URL.")
 
     def modified(p: Path) -> float:
         return max(f.stat().st_mtime for f in (p, *p.iterdir()))

@@ -249,4 +249,7 @@ def _remove_leftovers(root: Path) -> None:
 
 
 def trial_folder(run_dir: Path, number: int) -> Path:
-    return Path(run_dir) / "models" / f"trial-{number:04d}"
+    """Alias of :meth:`automl_cnn.rundir.RunDir.trial_folder`."""
+    from automl_cnn.rundir import RunDir
+
+    return RunDir(run_dir).trial_folder(number)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from automl_cnn.errors import UserError
+from automl_cnn.rundir import RunDir
+from automl_cnn.strategies import PRUNERS, SAMPLERS
 
-SAMPLERS = ("tpe", "random", "gp", "qmc", "nsgaii")
-PRUNERS = ("median", "percentile", "halving", "hyperband", "none")
 #: Objective name -> Optuna direction. Several objectives make a multi-objective study.
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
 #: Seeds numpy, torch and Lightning all accept (Lightning's ``seed_everything`` bound).
@@ -53,7 +53,6 @@ class SearchConfig:
     # storages); a dead worker's trial is failed and retried 3 × this later (at once on its host).
     heartbeat: int = 60
     jobs: int | None = None  # trials at once (worker processes); None: auto (runners/parallel)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Accuracy is always the first objective: summaries, rankings and pruning read values[0].
@@ -81,7 +80,7 @@ class SearchConfig:
     @property
     def storage_url(self) -> str:
         """The Optuna storage: given URL, or ``journal:<run_dir>/study.journal``."""
-        return self.storage or f"journal:{self.run_dir / 'study.journal'}"
+        return RunDir(self.run_dir).storage_url(self.storage)
 
     @property
     def directions(self) -> list[str]:
@@ -100,8 +99,8 @@ class SearchConfig:
         if self.timeout is not None and self.timeout <= 0:
             raise UserError(f"--timeout must be a positive number of seconds, but got "
                             f"{self.timeout}. Leave it out to run until --trials are done.")
-        _one_of("sampler", self.sampler, SAMPLERS)
-        _one_of("pruner", self.pruner, PRUNERS)
+        _one_of("sampler", self.sampler, tuple(SAMPLERS))
+        _one_of("pruner", self.pruner, tuple(PRUNERS))
         for objective in self.objectives:
             _one_of("objective", objective, tuple(OBJECTIVES))
         if "val_acc" not in self.objectives:

@@ -1,45 +1,37 @@
 """Read a finished (or running) study: trial counts, ranking, the best architectures.
 
-Pure functions over Optuna's records; the CLI, ``summary.json``, dashboards and export all use
-these, so "best" means the same thing everywhere: the highest final validation accuracy among
-trials that trained to their full epoch budget.
+Pure functions over :class:`~automl_cnn.record.TrialRecord` values; the CLI, ``summary.json``,
+dashboards and export all use these, so "best" means the same thing everywhere: the highest
+final validation accuracy among trials that trained to their full epoch budget. Ranks are
+0-based: rank 0 is the best.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import optuna
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING, Any
 
 from automl_cnn.arch import ArchSpec
+from automl_cnn.record import OUTCOMES, Outcome, PlanSummary, TrialRecord
 
-OUTCOMES = ("complete", "pruned", "infeasible", "failed", "interrupted", "running")
-
-
-def outcome_of(trial: FrozenTrial) -> str:
-    """complete | pruned | infeasible | failed | interrupted | running, for any trial."""
-    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
-        return "running"
-    if trial.state == TrialState.PRUNED:
-        return "pruned"
-    recorded = trial.user_attrs.get("outcome")
-    if recorded in OUTCOMES:
-        return recorded
-    return "complete" if trial.state == TrialState.COMPLETE else "failed"
+if TYPE_CHECKING:
+    import optuna
 
 
-def count_outcomes(trials: list[FrozenTrial]) -> dict[str, int]:
+def count_outcomes(outcomes: Iterable[Outcome | str]) -> dict[str, int]:
+    """How many trials ended each way, every outcome listed (in :class:`Outcome` order)."""
     counts = dict.fromkeys(OUTCOMES, 0)
-    for trial in trials:
-        counts[outcome_of(trial)] += 1
+    for outcome in outcomes:
+        counts[Outcome(outcome).value] += 1
     return counts
 
 
-def val_acc_of(trial: FrozenTrial) -> float:
-    """The final validation accuracy (the first objective)."""
-    return float(trial.values[0]) if trial.values else float("nan")
+def study_counts(study: optuna.Study) -> dict[str, int]:
+    """:func:`count_outcomes` of every trial of ``study``."""
+    from automl_cnn.record import outcome_of
+
+    return count_outcomes(outcome_of(t) for t in study.get_trials(deepcopy=False))
 
 
 def rank_key(val_acc: float, val_loss: float | None, number: int) -> tuple[float, float, int]:
@@ -49,65 +41,79 @@ def rank_key(val_acc: float, val_loss: float | None, number: int) -> tuple[float
     return (-val_acc, loss, number)
 
 
-def final_val_loss(trial: FrozenTrial) -> float | None:
-    history = trial.user_attrs.get("history") or []
-    return history[-1].get("val_loss") if history else None
+def record_key(record: TrialRecord) -> tuple[float, float, int]:
+    """:func:`rank_key` of a completed trial's record."""
+    return rank_key(record.val_acc if record.val_acc is not None else float("nan"),
+                    record.val_loss, record.number)
 
 
-def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Fully trained trials, best first (see :func:`rank_key`)."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if outcome_of(t) == "complete"]
-    return sorted(done, key=lambda t: rank_key(val_acc_of(t), final_val_loss(t), t.number))
+def rank(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """Completed records, best first (see :func:`rank_key`)."""
+    return sorted((r for r in records if r.outcome == Outcome.COMPLETE), key=record_key)
+
+
+def ranked_trials(study: optuna.Study) -> list[TrialRecord]:
+    """The study's completed trials as records, best first (index = rank)."""
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return rank(TrialRecord.from_trial(t) for t in done)
 
 
 @dataclass(frozen=True)
 class RankedArchitecture:
     """One of the best architectures, with the numbers that rank it."""
 
-    rank: int
+    rank: int  # 0 = the best
     trial: int
     val_acc: float
     spec: ArchSpec
-    params: int
+    params: int  # parameter count
     flops: int
     receptive_field: int
     layer_plan: list[dict[str, Any]]
     hyperparameters: dict[str, Any]
 
 
+def ranked_architecture(rank: int, record: TrialRecord) -> RankedArchitecture:
+    plan = record.plan or PlanSummary(0, 0, 0, 0)
+    assert record.spec is not None, f"trial {record.number} completed without a spec"
+    return RankedArchitecture(
+        rank=rank, trial=record.number, val_acc=float(record.val_acc or 0.0),
+        spec=record.spec, params=plan.params, flops=plan.flops,
+        receptive_field=plan.receptive_field, layer_plan=[dict(r) for r in plan.layer_plan],
+        hyperparameters=dict(record.hyperparameters))
+
+
 def top_from_study(study: optuna.Study, k: int) -> list[RankedArchitecture]:
-    return [
-        RankedArchitecture(
-            rank=i, trial=t.number, val_acc=val_acc_of(t),
-            spec=ArchSpec.from_dict(t.user_attrs["arch"]),
-            params=int(t.user_attrs.get("params", 0)), flops=int(t.user_attrs.get("flops", 0)),
-            receptive_field=int(t.user_attrs.get("receptive_field", 0)),
-            layer_plan=list(t.user_attrs.get("layer_plan", [])),
-            hyperparameters=dict(t.params),
-        )
-        for i, t in enumerate(ranked_trials(study)[:k])
-    ]
+    return [ranked_architecture(i, r) for i, r in enumerate(ranked_trials(study)[:k])]
 
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
     """The machine-readable core of ``summary.json`` (without test accuracy and timings)."""
-    trials = study.get_trials(deepcopy=False)
     ranked = ranked_trials(study)
+    counts = study_counts(study)
     best = ranked[0] if ranked else None
     return {
         "study_name": study.study_name,
-        "trials": len(trials),
-        "counts": count_outcomes(trials),
-        "best": None if best is None else {
-            "trial": best.number,
-            "value": val_acc_of(best),
-            "values": list(best.values),
-            "params": dict(best.params),
-            "arch": best.user_attrs.get("arch"),
-            "layer_plan": best.user_attrs.get("layer_plan"),
-            "parameters": best.user_attrs.get("params"),
-            "flops": best.user_attrs.get("flops"),
-            "receptive_field": best.user_attrs.get("receptive_field"),
-        },
+        "trials": sum(counts.values()),
+        "counts": counts,
+        "best": None if best is None else best_summary(best),
+    }
+
+
+def best_summary(best: TrialRecord) -> dict[str, Any]:
+    """``summary.json``'s ``best``: ``params`` is the parameter COUNT; the sampled values are
+    ``hyperparameters``."""
+    plan = best.plan
+    return {
+        "trial": best.number,
+        "value": best.val_acc,
+        "values": list(best.values or ()),
+        "hyperparameters": dict(best.hyperparameters),
+        "arch": best.spec.to_dict() if best.spec else None,
+        "layer_plan": [dict(r) for r in plan.layer_plan] if plan else None,
+        "params": plan.params if plan else None,
+        "flops": plan.flops if plan else None,
+        "receptive_field": plan.receptive_field if plan else None,
     }

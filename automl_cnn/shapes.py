@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from automl_cnn.arch import ArchSpec
 
@@ -110,6 +111,20 @@ class LayerPlan:
             }
             for layer in self.layers
         ]
+
+    def format_table(self) -> str:
+        """The plan as an aligned text table (what ``automl-cnn search`` and MLflow show)."""
+        return format_plan_rows(self.as_rows())
+
+
+def format_plan_rows(rows: list[dict[str, Any]] | tuple[Any, ...]) -> str:
+    """Rows of :meth:`LayerPlan.as_rows` (as stored with a trial) as an aligned text table."""
+    header = ("layer", "output W×H×D", "receptive field", "params", "FLOPs")
+    lines = [(r["layer"], r["output"], str(r["receptive_field"]), f"{r['params']:,}",
+              f"{r['flops']:,}") for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join(["  " + fmt.format(*header)] + ["  " + fmt.format(*line) for line in lines])
 
 
 @dataclass

@@ -9,7 +9,7 @@ report for each, and compares with two baselines on the same study:
   timeline plots written to one HTML file (what a user would otherwise reach for).
 
 It also times the parameter-importance evaluators at 1,000 trials (the report's default is
-PED-ANOVA; fANOVA fits a random forest).
+mdi, marked *; fANOVA fits a random forest).
 
 Run: ``python benchmarks/bench_dashboard.py [--trials 100 300 1000] [--repeat 3]``
 """

@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 
 from automl_cnn.config import SearchConfig
+from automl_cnn.record import TrialRecord
 from automl_cnn.runners.search import run_search
 from automl_cnn.tracking.mlflow_tracker import MlflowTracker
 
@@ -57,7 +58,7 @@ def search(config: SearchConfig, tracker: Any = None) -> tuple[float, list[float
     wall = time.perf_counter() - started
     trials = [t for t in outcome.study.trials if t.duration]
     return (wall, [t.duration.total_seconds() for t in trials],
-            [t.user_attrs.get("train_seconds", 0.0) for t in trials])
+            [TrialRecord.from_trial(t).timings.train_seconds for t in trials])
 
 
 def main() -> None:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import optuna
-
 from automl_cnn.arch import ArchSpec
-from automl_cnn.results import top_from_study
+from automl_cnn.record import TrialRecord
+from automl_cnn.results import rank, ranked_architecture
 from automl_cnn.shapes import LayerInfo, plan_layers
 
 
@@ -24,10 +23,10 @@ from automl_cnn.shapes import LayerInfo, plan_layers
 class TopArchitecture:
     """One row of the top-k table, with what the diagrams need."""
 
-    rank: int
+    rank: int  # 0 = the best (the report shows #1)
     trial: int
     val_acc: float
-    params: int
+    params: int  # parameter count
     flops: int
     receptive_field: int
     summary: str  # e.g. "16c3 mp → 32c3 → fc64 → 10"
@@ -48,12 +47,13 @@ def describe(spec: ArchSpec) -> str:
     return " → ".join(parts + [" ".join(head)])
 
 
-def top_architectures(study: optuna.Study, k: int) -> list[TopArchitecture]:
-    """The ``k`` best completed trials, ranked as everywhere else (``results.ranked_trials``)."""
+def top_architectures(records: list[TrialRecord], k: int) -> list[TopArchitecture]:
+    """The ``k`` best completed trials, ranked as everywhere else (``results.rank``)."""
+    best = [ranked_architecture(i, r) for i, r in enumerate(rank(records)[:k])]
     return [
-        TopArchitecture(a.rank + 1, a.trial, a.val_acc, a.params, a.flops, a.receptive_field,
+        TopArchitecture(a.rank, a.trial, a.val_acc, a.params, a.flops, a.receptive_field,
                         describe(a.spec), a.spec, a.hyperparameters)
-        for a in top_from_study(study, k)
+        for a in best
     ]
 
 

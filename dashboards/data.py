@@ -1,7 +1,7 @@
 """Study → plain data: the numbers behind every search-level figure of the report.
 
-Each function here is pure: it reads :class:`TrialRow` values (one per Optuna trial, extracted
-once by :func:`trial_rows`) and returns lists and dataclasses that :mod:`.figures` draws. Tests
+Each function here is pure: it reads :class:`TrialRow` values (one per trial, read once from
+its :class:`~automl_cnn.record.TrialRecord` by :func:`trial_rows`) and returns lists and dataclasses that :mod:`.figures` draws. Tests
 check these numbers, not pixels.
 
 Example:
@@ -27,65 +27,52 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial
 
 from automl_cnn import pareto
-from automl_cnn.results import outcome_of, val_acc_of
+from automl_cnn.record import OUTCOMES, TrialRecord
 
 #: Report colours for each trial outcome (also the legend order).
-OUTCOME_COLORS = {
-    "complete": "#2a9d8f", "pruned": "#e76f51", "infeasible": "#8d99ae",
-    "failed": "#9d0208", "interrupted": "#f4a261", "running": "#457b9d",
-}
+OUTCOME_COLORS = dict(zip(OUTCOMES, (
+    "#2a9d8f", "#e76f51", "#8d99ae", "#9d0208", "#f4a261", "#457b9d")))
 
 
 @dataclass(frozen=True)
 class TrialRow:
-    """What the report needs from one trial, read once from Optuna's record."""
+    """What the report needs from one trial, read once from its :class:`TrialRecord`."""
 
     number: int
     outcome: str
     val_acc: float | None  # final (complete) or last reported (pruned) validation accuracy
-    params: dict[str, Any]
+    hyperparameters: dict[str, Any]
     distributions: dict[str, BaseDistribution]
     curve: tuple[tuple[int, float], ...]  # (epoch, val_acc) per trained epoch
     epochs_budget: int
     epochs_trained: int
     train_seconds: float
-    weights: int | None  # parameter count of the network
+    params: int | None  # parameter count of the network
     flops: int | None
     start: datetime | None
     end: datetime | None
 
 
-def _curve(trial: FrozenTrial) -> tuple[tuple[int, float], ...]:
-    history = trial.user_attrs.get("history")
-    if history:
-        return tuple((int(r["epoch"]), float(r["val_acc"])) for r in history if "val_acc" in r)
-    # A running trial has recorded no history yet; the pruner's intermediate values are live.
-    return tuple((int(step), float(v)) for step, v in sorted(trial.intermediate_values.items()))
-
-
-def trial_row(trial: FrozenTrial) -> TrialRow:
-    outcome = outcome_of(trial)
-    curve = _curve(trial)
-    value: float | None = None
-    if outcome == "complete":
-        value = val_acc_of(trial)
-    elif curve:
-        value = curve[-1][1]
-    attrs = trial.user_attrs
+def trial_row(record: TrialRecord) -> TrialRow:
+    plan = record.plan
     return TrialRow(
-        number=trial.number, outcome=outcome, val_acc=value, params=dict(trial.params),
-        distributions=dict(trial.distributions), curve=curve,
-        epochs_budget=int(attrs.get("epochs_budget", 0)),
-        epochs_trained=int(attrs.get("epochs_trained", len(curve))),
-        train_seconds=float(attrs.get("train_seconds", 0.0)),
-        weights=attrs.get("params"), flops=attrs.get("flops"),
-        start=trial.datetime_start, end=trial.datetime_complete,
+        number=record.number, outcome=record.outcome.value,
+        val_acc=record.val_acc,
+        hyperparameters=dict(record.hyperparameters),
+        distributions=dict(record.distributions),
+        curve=tuple((int(r["epoch"]), float(r["val_acc"])) for r in record.history
+                    if "val_acc" in r),
+        epochs_budget=record.epochs_budget, epochs_trained=record.epochs_trained,
+        train_seconds=record.timings.train_seconds,
+        params=plan.params if plan else None, flops=plan.flops if plan else None,
+        start=record.started, end=record.finished,
     )
 
 
-def trial_rows(trials: list[FrozenTrial]) -> list[TrialRow]:
-    """One :class:`TrialRow` per trial, in trial-number order."""
-    return [trial_row(t) for t in sorted(trials, key=lambda t: t.number)]
+def trial_rows(trials: list[FrozenTrial] | list[TrialRecord]) -> list[TrialRow]:
+    """One :class:`TrialRow` per trial (Optuna's or already a record), in trial-number order."""
+    recs = [t if isinstance(t, TrialRecord) else TrialRecord.from_trial(t) for t in trials]
+    return [trial_row(r) for r in sorted(recs, key=lambda r: r.number)]
 
 
 def completed(rows: list[TrialRow]) -> list[TrialRow]:
@@ -152,7 +139,8 @@ class Tradeoff:
 
 
 def tradeoff(rows: list[TrialRow], cost: str) -> Tradeoff:
-    """Accuracy against ``cost`` ("weights" or "flops") of completed trials."""
+    """Accuracy against ``cost`` ("params", the parameter count, or "flops") of completed
+    trials."""
     done = [r for r in completed(rows) if getattr(r, cost) is not None]
     costs = [float(getattr(r, cost)) for r in done]
     accs = [float(r.val_acc) for r in done]  # type: ignore[arg-type]
@@ -253,8 +241,8 @@ def parallel_coordinates(rows: list[TrialRow], names: list[str]) -> ParallelData
     """Completed trials that set every parameter in ``names`` (conditional ones may be absent)."""
     axes = param_axes(rows)
     chosen = [axes[n] for n in names if n in axes]
-    done = [r for r in completed(rows) if all(a.name in r.params for a in chosen)]
-    columns = [[a.encode(r.params[a.name]) for r in done] for a in chosen]
+    done = [r for r in completed(rows) if all(a.name in r.hyperparameters for a in chosen)]
+    columns = [[a.encode(r.hyperparameters[a.name]) for r in done] for a in chosen]
     return ParallelData(chosen, columns, [r.number for r in done],
                         [float(r.val_acc) for r in done])  # type: ignore[arg-type]
 
@@ -272,9 +260,9 @@ def slices(rows: list[TrialRow], names: list[str]) -> list[SliceData]:
     for name in names:
         if name not in axes:
             continue
-        have = [r for r in done if name in r.params]
-        values = [str(r.params[name]) if axes[name].kind == "categorical" else r.params[name]
-                  for r in have]
+        have = [r for r in done if name in r.hyperparameters]
+        values = [str(r.hyperparameters[name]) if axes[name].kind == "categorical"
+                  else r.hyperparameters[name] for r in have]
         out.append(SliceData(axes[name], values, [float(r.val_acc) for r in have],  # type: ignore
                              [r.number for r in have]))
     return out

@@ -141,7 +141,7 @@ def slice_figure(slices: list[SliceData]) -> go.Figure:
 
 
 def tradeoff_figure(trades: list[Tradeoff]) -> go.Figure:
-    titles = {"weights": "parameters (log)", "flops": "FLOPs per image (log)"}
+    titles = {"params": "parameters (log)", "flops": "FLOPs per image (log)"}
     fig = make_subplots(rows=1, cols=len(trades), shared_yaxes=True, horizontal_spacing=0.05,
                         subplot_titles=[f"accuracy vs {titles[t.cost_name]}" for t in trades])
     for col, t in enumerate(trades, start=1):

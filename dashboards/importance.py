@@ -70,7 +70,7 @@ def accuracy_study(rows: list[TrialRow]) -> optuna.Study:
     finally:
         quiet.setLevel(level)
     study.add_trials([
-        optuna.trial.create_trial(params=r.params, distributions=r.distributions,
+        optuna.trial.create_trial(params=r.hyperparameters, distributions=r.distributions,
                                   value=r.val_acc)
         for r in completed(rows)
     ])

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl_cnn.checkpoint import load_checkpoint, trial_folder
+from automl_cnn.checkpoint import load_checkpoint
 from automl_cnn.config import SearchConfig
+from automl_cnn.rundir import RunDir
 
 
 def tile(images: np.ndarray, *, columns: int) -> np.ndarray:
@@ -106,7 +107,7 @@ def network_view(run_dir: Path, trial: int, config: SearchConfig, *,
     """
     from automl_cnn.data import load_dataset
 
-    model, _, _ = load_checkpoint(trial_folder(run_dir, trial))
+    model, _, _ = load_checkpoint(RunDir(run_dir).trial_folder(trial))
     sizing = {k: getattr(config, k) for k in ("image_size", "train_subset")
               if getattr(config, k, None) is not None}
     data = load_dataset(config.dataset, seed=config.seed, **sizing)

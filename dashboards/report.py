@@ -19,8 +19,9 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from automl_cnn.atomic import write_text_atomic
-from automl_cnn.errors import UserError
-from automl_cnn.results import count_outcomes
+from automl_cnn.record import read_study_info, records
+from automl_cnn.results import study_counts
+from automl_cnn.rundir import RunDir
 
 from .arch_data import top_architectures
 from .data import trial_rows
@@ -52,18 +53,14 @@ def build_sections(study: optuna.Study, *, run_dir: Path | None = None, top_k: i
                    importance: str = "mdi",
                    now: datetime | None = None) -> tuple[list[Section], Notice | None]:
     """Every section of the report, and a notice for the top of the page (or None)."""
-    from automl_cnn.runners.study import DATASET_ATTR, load_config
-
     now = now or datetime.now()
-    rows = trial_rows(study.get_trials(deepcopy=False))
-    top = top_architectures(study, top_k)
-    try:
-        config = load_config(study)
-    except UserError:
-        config = None
+    recs = records(study)
+    rows = trial_rows(recs)
+    top = top_architectures(recs, top_k)
+    info = read_study_info(study)
     sections = search_sections(rows, now=now, importance=importance)
-    sections += architecture_sections(top, study.user_attrs.get(DATASET_ATTR))
-    sections.append(network_section(top, Path(run_dir) if run_dir else None, config))
+    sections += architecture_sections(top, info.dataset)
+    sections.append(network_section(top, Path(run_dir) if run_dir else None, info.config))
     return sections, snapshot_notice(study, rows, now)
 
 
@@ -122,7 +119,7 @@ def _item_html(item: Figure | Notice | Html) -> str:
 
 
 def _header(study: optuna.Study, now: datetime) -> str:
-    counts = count_outcomes(study.get_trials(deepcopy=False))
+    counts = study_counts(study)
     parts = ", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no trials"
     return (f"<h1>Architecture search: {html.escape(study.study_name)}</h1>"
             f"<p class='meta'>{sum(counts.values())} trials ({parts}) · report built "
@@ -176,7 +173,7 @@ table.card td:nth-child(2) {{ font-family: ui-monospace, monospace; }}
 def report_beside_run(study: optuna.Study, run_dir: Path) -> Path | None:
     """``run_dir/report.html`` at the end of a search. Drawing a report must never lose the
     search it reports on, so any failure is logged as one warning and returns None."""
-    out = Path(run_dir) / "report.html"
+    out = RunDir(run_dir).report
     try:
         return write_report(study, out, run_dir=run_dir).path
     except Exception as exc:  # noqa: BLE001 - the search's results matter more than its report

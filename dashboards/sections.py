@@ -18,6 +18,8 @@ import plotly.graph_objects as go
 
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
+from automl_cnn.record import DatasetInfo
+from automl_cnn.rundir import RunDir
 
 from . import arch_figures as af
 from . import figures as ff
@@ -92,7 +94,7 @@ def search_sections(rows: list[TrialRow], *, now: datetime, importance: str) -> 
         ]
     cost = Section("Accuracy against cost", "Red diamonds: the Pareto front, the trials no "
                    "other trial beats on both accuracy and cost.")
-    cost.items.append(Figure("pareto", ff.tradeoff_figure([tradeoff(rows, "weights"),
+    cost.items.append(Figure("pareto", ff.tradeoff_figure([tradeoff(rows, "params"),
                                                            tradeoff(rows, "flops")]))
                       if done else Notice(NO_COMPLETED))
     return [progress, params, cost, compute_section(rows, now=now)]
@@ -119,7 +121,7 @@ def top_table(top: list[TopArchitecture]) -> Html:
     rows = []
     for a in top:
         t = a.spec.train
-        cells = (a.rank, a.trial, f"{a.val_acc:.4f}", f"{a.params:,}", f"{a.flops:,}",
+        cells = (a.rank + 1, a.trial, f"{a.val_acc:.4f}", f"{a.params:,}", f"{a.flops:,}",
                  f"{a.receptive_field}px", a.summary,
                  f"{t.optimizer} lr={t.lr:.2g} {t.schedule}, {t.epochs} epochs")
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
@@ -138,7 +140,8 @@ def sharing_table(cards: list[SharingCard]) -> Html:
                 f"</thead><tbody>{rows}</tbody></table>")
 
 
-def architecture_sections(top: list[TopArchitecture], dataset: dict | None) -> list[Section]:
+def architecture_sections(top: list[TopArchitecture],
+                          dataset: DatasetInfo | None) -> list[Section]:
     ranking = Section("Top architectures", "Fully trained trials, best validation accuracy first.")
     ranking.items.append(top_table(top) if top else Notice(NO_COMPLETED))
     shapes = Section("What the best networks look like",
@@ -153,13 +156,13 @@ def architecture_sections(top: list[TopArchitecture], dataset: dict | None) -> l
         shapes.items.append(Notice("The study does not record its input shape, so the layer "
                                    "volumes cannot be planned."))
         return [ranking, shapes]
-    shape, classes = tuple(dataset["input_shape"]), int(dataset["num_classes"])
+    shape, classes = dataset.input_shape, dataset.num_classes
     stacks = []
     for a in top:
         boxes = volume_boxes(a.spec, shape, classes)  # type: ignore[arg-type]
-        stacks.append((f"#{a.rank} trial {a.trial}", boxes))
-        shapes.items.append(Figure(f"volumes_rank{a.rank}", af.volume_figure(
-            boxes, title=f"#{a.rank} · trial {a.trial} · val_acc {a.val_acc:.4f}")))
+        stacks.append((f"#{a.rank + 1} trial {a.trial}", boxes))
+        shapes.items.append(Figure(f"volumes_rank{a.rank + 1}", af.volume_figure(
+            boxes, title=f"#{a.rank + 1} · trial {a.trial} · val_acc {a.val_acc:.4f}")))
     shapes.items.append(Figure("receptive_field", af.receptive_field_figure(
         stacks, max(shape[1:])), "Receptive field per layer: how many input pixels one unit "
         "of that layer sees."))
@@ -169,9 +172,9 @@ def architecture_sections(top: list[TopArchitecture], dataset: dict | None) -> l
                       "input–output pair. The chart shows the best network.")
     for a in top:
         cards = weight_sharing(a.spec, shape, classes)  # type: ignore[arg-type]
-        sharing.items.append(Html(f"<h3>#{a.rank} · trial {a.trial}</h3>"))
+        sharing.items.append(Html(f"<h3>#{a.rank + 1} · trial {a.trial}</h3>"))
         sharing.items.append(sharing_table(cards))
-        if a.rank == 1:
+        if a.rank == 0:
             sharing.items.append(Figure("weight_sharing", af.sharing_figure(cards)))
     return [ranking, shapes, sharing]
 
@@ -198,9 +201,9 @@ def network_section(top: list[TopArchitecture], run_dir: Path | None,
             section.items.append(Notice(f"The weights of trial {a.trial} could not be shown: "
                                         f"{type(exc).__name__}: {exc}"))
             return section
-        if a.rank > 1:
+        if a.rank > 0:
             section.items.append(Notice(f"The best trial's weights were not kept; showing "
-                                        f"#{a.rank} (trial {a.trial})."))
+                                        f"#{a.rank + 1} (trial {a.trial})."))
         section.items.append(Figure("filters", af.filters_figure(view.filters),
                                     f"Trial {a.trial}: {len(view.filters)} first-layer filters."))
         for maps in view.activations:
@@ -208,7 +211,7 @@ def network_section(top: list[TopArchitecture], run_dir: Path | None,
                                         "Validation images of classes "
                                         + ", ".join(maps.labels) + f": output of {maps.layer}."))
         return section
-    section.items.append(Notice(f"No kept weights were found under {run_dir / 'models'} for "
+    section.items.append(Notice(f"No kept weights were found under {RunDir(run_dir).models} for "
                                 "the top trials."))
     return section
 

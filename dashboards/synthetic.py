@@ -1,9 +1,9 @@
 """Synthetic studies that look like real searches, for benchmarks and tests of the report.
 
 Architectures are sampled from a real search space (``default``) and planned with the real
-shape planner, so every trial carries the user attributes a real trial records (``arch``,
-``layer_plan``, ``params``, ``flops``, ``history``, ``epochs_budget``, ``outcome`` ...); only the
-accuracies are made up (a saturating curve that grows with the log of the parameter count).
+shape planner, so every trial carries the :class:`~automl_cnn.record.TrialRecord` a real trial
+records (spec, plan summary, history, outcome ...); only the accuracies are made up (a
+saturating curve that grows with the log of the parameter count).
 
 Example:
     >>> study = synthetic_study(1000, seed=0)
@@ -23,6 +23,15 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from automl_cnn.record import (
+    DatasetInfo,
+    Outcome,
+    PlanSummary,
+    Timings,
+    TrialRecord,
+    record_attrs,
+    write_study_info,
+)
 from automl_cnn.search_spaces import load_space
 from automl_cnn.shapes import InfeasibleArchitecture, plan_layers
 
@@ -62,30 +71,23 @@ def _curve(final: float, epochs: int, rng: random.Random) -> list[float]:
                          + rng.gauss(0, 0.01))) for e in range(epochs)]
 
 
-def _attrs(spec: Any, plan: Any, curve: list[float], outcome: str, seconds: float) -> dict:
-    history = [{"epoch": e, "train_loss": 2.3 * (1 - a), "val_loss": 2.3 * (1 - a),
-                "val_acc": a, "seconds": seconds * (e + 1) / len(curve)}
-               for e, a in enumerate(curve)]
-    attrs = {"arch": spec.to_dict(), "epochs_budget": spec.train.epochs, "outcome": outcome,
-             "params": plan.params, "flops": plan.flops,
-             "receptive_field": plan.receptive_field, "layer_plan": plan.as_rows(),
-             "history": history, "epochs_trained": len(curve), "train_seconds": seconds}
-    if outcome == "pruned":
-        attrs["pruned_epoch"] = len(curve) - 1
-        attrs["reason"] = f"pruned at epoch {len(curve) - 1}: val_acc below the pruner's bar"
-    return attrs
+def _history(curve: list[float], seconds: float) -> tuple[dict[str, float], ...]:
+    return tuple({"epoch": e, "train_loss": 2.3 * (1 - a), "val_loss": 2.3 * (1 - a),
+                  "val_acc": a, "seconds": seconds * (e + 1) / len(curve)}
+                 for e, a in enumerate(curve))
 
 
 def synthetic_trial(number: int, spec: Any, params: dict, dists: dict, start: datetime,
                     rng: random.Random, *, running: bool = False) -> FrozenTrial:
     """One trial as a search would record it: infeasible, pruned, complete or running."""
+    record = TrialRecord(number, Outcome.RUNNING, spec=spec)
     try:
         plan = plan_layers(spec, INPUT_SHAPE, CLASSES)
     except InfeasibleArchitecture as exc:
-        attrs = {"arch": spec.to_dict(), "epochs_budget": spec.train.epochs,
-                 "outcome": "infeasible", "reason": str(exc), "epochs_trained": 0}
-        return _frozen(number, TrialState.COMPLETE, [0.0], params, dists, attrs, {}, start,
+        record = record.replace(outcome=Outcome.INFEASIBLE, reason=str(exc))
+        return _frozen(record, TrialState.COMPLETE, [0.0], params, dists, {}, start,
                        start + timedelta(milliseconds=50))
+    record = record.replace(plan=PlanSummary.of(spec, plan))
     final = min(0.97, 0.35 + 0.06 * math.log(plan.params + 1) + rng.gauss(0, 0.05))
     budget = spec.train.epochs
     pruned = not running and rng.random() < 0.55
@@ -96,22 +98,24 @@ def synthetic_trial(number: int, spec: Any, params: dict, dists: dict, start: da
     seconds = epochs * (0.5 + plan.flops / 2e7)
     end = start + timedelta(seconds=seconds + 0.2)
     steps = dict(enumerate(curve))
-    if running:
-        return _frozen(number, TrialState.RUNNING, None, params, dists,
-                       {"arch": spec.to_dict(), "epochs_budget": budget}, steps, start, None)
-    outcome = "pruned" if pruned else "complete"
+    if running:  # the partial record a running trial holds; its curve is in `steps`
+        return _frozen(record, TrialState.RUNNING, None, params, dists, steps, start, None)
+    record = record.replace(outcome=Outcome.PRUNED if pruned else Outcome.COMPLETE,
+                            history=_history(curve, round(seconds, 3)),
+                            timings=Timings(round(seconds, 3), round(seconds + 0.2, 3)))
+    if pruned:
+        record = record.replace(pruned_epoch=len(curve) - 1, reason=(
+            f"pruned at epoch {len(curve) - 1}: val_acc below the pruner's bar"))
     state = TrialState.PRUNED if pruned else TrialState.COMPLETE
-    return _frozen(number, state, [curve[-1]], params, dists,
-                   _attrs(spec, plan, curve, outcome, round(seconds, 3)), steps, start, end)
+    return _frozen(record, state, [curve[-1]], params, dists, steps, start, end)
 
 
-def _frozen(number: int, state: TrialState, values: list[float] | None, params: dict,
-            dists: dict, attrs: dict, steps: dict, start: datetime,
-            end: datetime | None) -> FrozenTrial:
-    return FrozenTrial(number=number, state=state, value=None, values=values,
+def _frozen(record: TrialRecord, state: TrialState, values: list[float] | None, params: dict,
+            dists: dict, steps: dict, start: datetime, end: datetime | None) -> FrozenTrial:
+    return FrozenTrial(number=record.number, state=state, value=None, values=values,
                        datetime_start=start, datetime_complete=end, params=params,
-                       distributions=dists, user_attrs=attrs, system_attrs={},
-                       intermediate_values=steps, trial_id=number)
+                       distributions=dists, user_attrs=record_attrs(record), system_attrs={},
+                       intermediate_values=steps, trial_id=record.number)
 
 
 def synthetic_study(n_trials: int, *, seed: int = 0, running: int = 0,
@@ -126,10 +130,9 @@ def synthetic_study(n_trials: int, *, seed: int = 0, running: int = 0,
         study = optuna.create_study(study_name=name, direction="maximize")
     finally:
         quiet.setLevel(level)
-    study.set_user_attr("automl_cnn.dataset", {
-        "name": "synthetic", "classes": [str(c) for c in range(CLASSES)],
-        "input_shape": list(INPUT_SHAPE), "num_classes": CLASSES,
-        "sizes": {"train": 45000, "val": 5000, "test": 10000}})
+    write_study_info(study, dataset=DatasetInfo(
+        "synthetic", tuple(str(c) for c in range(CLASSES)), INPUT_SHAPE, CLASSES,
+        {"train": 45000, "val": 5000, "test": 10000}))
     clock = datetime(2026, 1, 1, 12, 0, 0)
     trials = []
     for number in range(n_trials + running):

@@ -20,9 +20,9 @@ from typing import Any
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.errors import UserError
+from automl_cnn.record import IDENTITY_ATTR
 from automl_cnn.search_spaces import SearchSpace
 
-IDENTITY_ATTR = "automl_cnn.identity"
 #: identity key -> how the refusal names it
 LABELS = {"dataset": "dataset", "classes": "classes", "input_shape": "input shape",
           "split_sizes": "split sizes", "space_sha256": "space (SHA-256 of the YAML)",

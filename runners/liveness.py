@@ -40,6 +40,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from automl_cnn.record import BASELINE_ATTR, mark_interrupted
+
 log = logging.getLogger(__name__)
 
 LEASE_ATTR = "automl_cnn.lease"
@@ -48,7 +50,7 @@ LOST_ATTR = "automl_cnn.lost"
 GRACE_FACTOR = 3
 #: User attributes a retry keeps (set when the trial was enqueued); the rest described the
 #: lost attempt.
-KEPT_USER_ATTRS = ("baseline",)
+KEPT_USER_ATTRS = (BASELINE_ATTR,)
 
 
 @dataclass(frozen=True)
@@ -163,12 +165,6 @@ def reap_lost_trials(study: optuna.Study, *, interval: float,
         retry(study, storage.get_trial(trial._trial_id))
         lost.append(trial.number)
     return lost
-
-
-def mark_interrupted(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:
-    """Record the lost attempt as interrupted (not as a failure of the architecture)."""
-    storage.set_trial_user_attr(trial_id, "outcome", "interrupted")
-    storage.set_trial_user_attr(trial_id, "reason", reason[:2000])
 
 
 class LeaseKeeper:

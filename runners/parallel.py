@@ -201,7 +201,9 @@ def _worker_setup(config: SearchConfig, index: int, stop: Any) -> tuple[Any, Any
     from automl_cnn.tracking import make_tracker
     from automl_cnn.training import silence_lightning
 
-    from .study import make_sampler, open_study
+    from automl_cnn.strategies import make_sampler
+
+    from .study import open_study
     from .trial import TrialRunner
 
     silence_lightning()
@@ -211,8 +213,7 @@ def _worker_setup(config: SearchConfig, index: int, stop: Any) -> tuple[Any, Any
                         train_subset=config.train_subset).to(device.torch_device)
     study = open_study(config, space, create=False)
     # Same seed in every worker would draw the same random start-up trials N times over.
-    study.sampler = make_sampler(config.sampler, seed=config.seed + index,
-                                 multi_objective=config.multi_objective)
+    study.sampler = make_sampler(config.sampler, seed=config.seed + index)
     tracker = make_tracker(config)
     tracker.start_search(config, settings={})  # attaches to the parent's run
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=config.run_dir,

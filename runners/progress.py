@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 
-from automl_cnn.results import count_outcomes, ranked_trials, val_acc_of
+from automl_cnn.results import ranked_trials, study_counts
 
 
 class ProgressBar:
@@ -21,13 +21,12 @@ class ProgressBar:
                         disable=not enabled, dynamic_ncols=True, leave=True)
 
     def update(self, study: optuna.Study, _: Any) -> None:
-        trials = study.get_trials(deepcopy=False)
-        counts = count_outcomes(trials)
+        counts = study_counts(study)
         ranked = ranked_trials(study)
         self.bar.set_postfix_str(
             f"done={counts['complete']} pruned={counts['pruned']} "
             f"infeasible={counts['infeasible']} failed={counts['failed']} "
-            f"best={val_acc_of(ranked[0]):.4f}" if ranked else
+            f"best={ranked[0].val_acc:.4f}" if ranked else
             f"done=0 pruned={counts['pruned']} failed={counts['failed']}",
             refresh=False,
         )

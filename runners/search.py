@@ -21,26 +21,28 @@ from typing import Any
 import optuna
 
 from automl_cnn.atomic import write_text_atomic
-from automl_cnn.checkpoint import keep_best, load_checkpoint
+from automl_cnn.checkpoint import keep_best
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits, load_dataset
 from automl_cnn.device import Device, resolve_device
 from automl_cnn.errors import UserError
+from automl_cnn.record import DatasetInfo, enqueue_baseline, read_study_info, write_study_info
 from automl_cnn.results import ranked_trials, summarize
+from automl_cnn.rundir import RunDir
 from automl_cnn.search_spaces import SearchSpace, load_space
+from automl_cnn.storage import study_exists
 from automl_cnn.tracking import Tracker, make_tracker
-from automl_cnn.training import evaluate, silence_lightning
+from automl_cnn.training import evaluate_checkpoint, silence_lightning
 
-from .join import IDENTITY_ATTR, check_join, study_identity
+from .join import check_join, study_identity
 from .parallel import plan_workers, run_workers
 from .progress import ProgressBar, poll_progress
 from .slots import read_target, run_until_target, settle_target
 from .storage_lock import storage_lock
-from .study import CONFIG_ATTR, DATASET_ATTR, make_storage, open_study, study_exists
+from .study import open_study, search_storage
 from .trial import SearchInterrupted, StopFlag, TrialFailed, TrialRunner
 
 log = logging.getLogger(__name__)
-CONFIG_FILE = "config.json"
 STUDY_IDENTITY = ("dataset", "space", "objectives", "image_size", "train_subset")
 
 
@@ -67,7 +69,7 @@ def prepare(config: SearchConfig, *, resume: bool,
 
 
 def _check_run_dir(config: SearchConfig, *, resume: bool, join: bool = False) -> None:
-    saved_path = config.run_dir / CONFIG_FILE
+    saved_path = RunDir(config.run_dir).config
     if not saved_path.exists():
         if resume and not join and config.storage is None:
             raise UserError(f"--resume: {config.run_dir} holds no study to resume. Run the "
@@ -101,7 +103,7 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
     """Create the study, or open it (``resume``: it must exist; ``join``: create it unless
     another worker did — under the storage lock, so exactly one creates it). A joining worker
     whose settings differ from the study's is refused (:func:`.join.check_join`)."""
-    storage = make_storage(config.storage_url, heartbeat=config.heartbeat)
+    storage = search_storage(config.storage_url, heartbeat=config.heartbeat)
     name = config.resolved_study_name
     identity = study_identity(config, space, data)
     with storage_lock(config.storage_url, storage):
@@ -119,7 +121,7 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
             raise UserError(f"study {name!r} was just created in {config.storage_url} by "
                             "another process. Run this worker with --join to share it.") from None
         if exists:
-            check_join(study.user_attrs.get(IDENTITY_ATTR), identity, study=name,
+            check_join(read_study_info(study).identity, identity, study=name,
                        where=config.storage_url)
         else:
             _describe_new_study(study, space, data, identity)
@@ -130,21 +132,15 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
 
 def _describe_new_study(study: optuna.Study, space: SearchSpace, data: ImageSplits,
                         identity: dict[str, Any]) -> None:
-    study.set_user_attr(IDENTITY_ATTR, identity)
-    study.set_user_attr(DATASET_ATTR, {
-        "name": data.name, "classes": list(data.classes),
-        "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-        "sizes": data.sizes(),
-    })
+    write_study_info(study, dataset=DatasetInfo.of(data), identity=identity)
     for baseline in space.baselines:  # start from known-good recipes, then improve
-        study.enqueue_trial(baseline.params, user_attrs={"baseline": baseline.name},
-                            skip_if_exists=True)
+        enqueue_baseline(study, baseline.params, baseline.name)
 
 
 def with_recorded_storage(config: SearchConfig, *, resume: bool) -> SearchConfig:
     """``--resume`` without ``--storage`` continues the study where the run directory says it
     lives (its ``config.json``), never a fresh journal beside it."""
-    saved_path = config.run_dir / CONFIG_FILE
+    saved_path = RunDir(config.run_dir).config
     if not resume or config.storage is not None or not saved_path.exists():
         return config
     try:
@@ -237,11 +233,11 @@ def _settings(config: SearchConfig, data: ImageSplits, device: Device) -> dict[s
 
 
 def _write_run_files(config: SearchConfig, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / CONFIG_FILE, config.to_json())
-    space_copy = run_dir / "space.yaml"
-    if not space_copy.exists():
-        shutil.copyfile(load_space(config.space).path, space_copy)
+    rundir = RunDir(run_dir)
+    rundir.path.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(rundir.config, config.to_json())
+    if not rundir.space.exists():
+        shutil.copyfile(load_space(config.space).path, rundir.space)
 
 
 def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device: Device,
@@ -251,24 +247,23 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
     summary.update(wall_seconds=round(wall, 3), interrupted=interrupted,
                    run_dir=str(run_dir), storage=config.storage_url,
                    device=device.torch_device, test=None)
-    kept = keep_best(run_dir / "models", config.keep)
+    rundir = RunDir(run_dir)
+    kept = keep_best(rundir.models, config.keep)
     summary["kept_models"] = [str(p) for p in kept]
     ranked = ranked_trials(study)
     if ranked:
-        best_dir = run_dir / "models" / f"trial-{ranked[0].number:04d}"
+        best_dir = rundir.trial_folder(ranked[0].number)
         if best_dir.exists():
-            model, _, _ = load_checkpoint(best_dir, device=device.torch_device)
-            test = data.to(device.torch_device)
             summary["test"] = {"trial": ranked[0].number,
-                               **evaluate(model, test.x_test, test.y_test)}
+                               **evaluate_checkpoint(best_dir, data, device)}
             summary["best_model_dir"] = str(best_dir)
     from automl_cnn.dashboards.report import report_beside_run  # plotly: only when needed
 
     report = report_beside_run(study, run_dir)
     summary["report"] = str(report) if report else None
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    write_text_atomic(rundir.summary, json.dumps(summary, indent=2, default=str))
     return summary
 
 
-__all__ = ["CONFIG_ATTR", "SearchOutcome", "finish", "open_or_create", "prepare", "run_search",
+__all__ = ["SearchOutcome", "finish", "open_or_create", "prepare", "run_search",
            "stop_on_signals"]

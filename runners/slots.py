@@ -31,10 +31,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl_cnn.record import TARGET_ATTR, read_study_info, write_study_info
+
 from .liveness import LeaseKeeper, RetryLostTrial, reap_lost_trials
 
 log = logging.getLogger(__name__)
-TARGET_ATTR = "automl_cnn.target_trials"
 #: How often a worker with nothing to take looks again (seconds).
 POLL_SECONDS = 1.0
 
@@ -61,8 +62,7 @@ def count_slots(trials: Sequence[FrozenTrial]) -> SlotCounts:
 
 
 def read_target(study: optuna.Study) -> int | None:
-    value = study.user_attrs.get(TARGET_ATTR)
-    return int(value) if value is not None else None
+    return read_study_info(study).target
 
 
 def settle_target(study: optuna.Study, trials: int | None, *, mode: str) -> int | None:
@@ -78,7 +78,7 @@ def settle_target(study: optuna.Study, trials: int | None, *, mode: str) -> int 
     else:
         target = trials
     if target != stored:
-        study.set_user_attr(TARGET_ATTR, target)
+        write_study_info(study, target=target)
     return target
 
 

@@ -19,7 +19,8 @@ from automl_cnn.api import latest_run_dir, open_source
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
 from automl_cnn.runners.search import run_search
-from automl_cnn.runners.study import CONFIG_ATTR, DATASET_ATTR, make_storage
+from automl_cnn.record import DatasetInfo, read_study_info, write_study_info
+from automl_cnn.storage import make_storage
 from automl_cnn.tracking import Tracker
 
 
@@ -151,9 +152,8 @@ def _bare_study(path: Path, name: str) -> str:
     url = f"journal:{path}"
     study = optuna.create_study(study_name=name, storage=make_storage(url),
                                 direction="maximize")
-    study.set_user_attr(CONFIG_ATTR, SearchConfig(space="tiny", out=str(path.parent)).to_dict())
-    study.set_user_attr(DATASET_ATTR, {"name": "digits", "classes": list("0123456789"),
-                                       "input_shape": [1, 8, 8], "num_classes": 10})
+    write_study_info(study, config=SearchConfig(space="tiny", out=str(path.parent)),
+                     dataset=DatasetInfo("digits", tuple("0123456789"), (1, 8, 8), 10))
     return url
 
 
@@ -184,8 +184,8 @@ def test_storage_source_finds_weights_where_its_config_says(
     with torch.no_grad():
         assert torch.equal(automl_cnn.load_best(url)(x), automl_cnn.load_best(run_dir)(x))
     study = open_source(url).study
-    study.set_user_attr(CONFIG_ATTR, {**study.user_attrs[CONFIG_ATTR],
-                                      "out": str(tmp_path / "gone")})
+    write_study_info(study, config=read_study_info(study).config.replace(
+        out=str(tmp_path / "gone")))
     with pytest.raises(UserError, match=r"should be in .*gone, which does not exist here"):
         automl_cnn.load_best(url)
     assert automl_cnn.load_best(url, weights=False)(x).shape == (4, 10)

@@ -15,9 +15,10 @@ import pytest
 
 from automl_cnn.cli import main
 from automl_cnn.config import SearchConfig
+from automl_cnn.record import TrialRecord, records
 from automl_cnn.results import count_outcomes, ranked_trials
 from automl_cnn.runners.search import run_search
-from automl_cnn.runners.study import make_storage
+from automl_cnn.storage import make_storage
 
 FAST_SPACE = """
 depth: 1
@@ -60,12 +61,12 @@ def test_hopeless_trial_is_pruned(tmp_path: Path) -> None:
     (run_dir / "config.json").write_text(config.to_json())
     run_search(config.replace(trials=6), resume=True, progress=False)
     trials = load(run_dir, study_name).trials
-    hopeless = trials[5]
+    hopeless, record = trials[5], TrialRecord.from_trial(trials[5])
     assert hopeless.params["optim.lr"] == 90.0
     assert hopeless.state == optuna.trial.TrialState.PRUNED
-    assert hopeless.user_attrs["outcome"] == "pruned"
-    assert hopeless.user_attrs["epochs_trained"] < hopeless.user_attrs["epochs_budget"]
-    assert hopeless.user_attrs["pruned_epoch"] == hopeless.user_attrs["epochs_trained"] - 1
+    assert record.outcome == "pruned"
+    assert record.epochs_trained < record.epochs_budget
+    assert record.pruned_epoch == record.epochs_trained - 1
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials[:5])
 
 
@@ -76,11 +77,11 @@ def test_infeasible_architecture_is_recorded_without_training(tmp_path: Path) ->
     config = SearchConfig(trials=2, space=str(space), out=str(tmp_path / "run"), mlflow=False)
     outcome = run_search(config, progress=False)
     study = outcome.study
-    for trial in study.trials:  # 8 -> 6 -> 4 -> 2 -> kernel 3 does not fit 2
-        assert trial.user_attrs["outcome"] == "infeasible"
-        assert "block4.conv" in trial.user_attrs["reason"]
-        assert trial.user_attrs["epochs_trained"] == 0
-        assert trial.value == 0.0  # the worst accuracy: samplers learn to avoid it
+    for trial in records(study):  # 8 -> 6 -> 4 -> 2 -> kernel 3 does not fit 2
+        assert trial.outcome == "infeasible"
+        assert "block4.conv" in trial.reason
+        assert trial.epochs_trained == 0
+        assert trial.values == (0.0,)  # the worst accuracy: samplers learn to avoid it
     assert outcome.summary["counts"]["infeasible"] == 2
     assert outcome.summary["best"] is None
 
@@ -99,10 +100,10 @@ def test_cli_search_end_to_end(tmp_path: Path) -> None:
     study = load(out, summary["study_name"])
     best = ranked_trials(study)[0]
     assert summary["best"]["trial"] == best.number
-    assert summary["best"]["value"] == pytest.approx(best.value)
+    assert summary["best"]["value"] == pytest.approx(best.val_acc)
     assert summary["best"]["value"] > 0.5  # chance is 0.1
     assert summary["test"]["trial"] == best.number and summary["test"]["accuracy"] > 0.5
-    assert summary["counts"] == {k: v for k, v in count_outcomes(study.trials).items()}
+    assert summary["counts"] == count_outcomes(r.outcome for r in records(study))
     kept = sorted(p.name for p in (out / "models").iterdir() if p.name != ".lock")
     assert f"trial-{best.number:04d}" in kept and len(kept) <= 3
     # The terminal shows a progress bar and a summary, no Lightning banners.
@@ -228,7 +229,7 @@ def test_ties_in_accuracy_are_broken_by_validation_loss(tmp_path: Path) -> None:
     config = SearchConfig(trials=5, space="tiny", out=str(tmp_path / "run"), mlflow=False)
     outcome = run_search(config, progress=False)
     ranked = ranked_trials(outcome.study)
-    keys = [rank_key(t.value, t.user_attrs["history"][-1]["val_loss"], t.number) for t in ranked]
+    keys = [rank_key(t.val_acc, t.history[-1]["val_loss"], t.number) for t in ranked]
     assert keys == sorted(keys)
     kept = sorted(p.name for p in (config.run_dir / "models").iterdir() if p.name != ".lock")
     assert kept == sorted(f"trial-{t.number:04d}" for t in ranked[:3])

@@ -33,7 +33,7 @@ from automl_cnn.dashboards import (
 from automl_cnn.dashboards.network_data import filter_images, normalise_each
 from automl_cnn.dashboards.synthetic import CLASSES, INPUT_SHAPE, synthetic_study
 from automl_cnn.model import build_model
-from automl_cnn.results import ranked_trials, val_acc_of
+from automl_cnn.results import ranked_trials
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_best_so_far_is_the_running_maximum_of_completed_trials(study, rows):
             best = max(best, r.val_acc)
             expected.append(best)
     assert h.best_so_far == expected
-    assert h.best_so_far[-1] == val_acc_of(ranked_trials(study)[0])
+    assert h.best_so_far[-1] == ranked_trials(study)[0].val_acc
     # Pruned trials are shown but never set the best: their accuracy is an unfinished one.
     pruned = [v for v, o in zip(h.values, h.outcomes) if o == "pruned"]
     assert pruned and "infeasible" not in h.outcomes
@@ -185,9 +185,9 @@ def test_importance_needs_two_completed_trials_and_says_so():
 
 def test_volume_boxes_equal_the_recorded_layer_plan(study):
     for trial in ranked_trials(study)[:10]:
-        spec = ArchSpec.from_dict(trial.user_attrs["arch"])
+        spec = trial.spec
         boxes = volume_boxes(spec, INPUT_SHAPE, CLASSES)
-        plan = trial.user_attrs["layer_plan"]
+        plan = trial.plan.layer_plan
         assert [b.name for b in boxes] == [row["layer"] for row in plan]
         assert [b.volume for b in boxes] == [row["output"] for row in plan]
         assert [b.receptive_field for b in boxes] == [row["receptive_field"] for row in plan]

@@ -16,6 +16,7 @@ import pytest
 from automl_cnn.cli import main
 from automl_cnn.config import SearchConfig
 from automl_cnn.dashboards import report_beside_run, write_report
+from automl_cnn.record import TrialRecord, read_study_info, records, write_study_info
 from automl_cnn.dashboards.synthetic import synthetic_study
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -216,14 +217,13 @@ def test_multi_objective_study_reports_accuracy(tmp_path):
 
     single = synthetic_study(30, seed=5)
     multi = optuna.create_study(directions=["maximize", "minimize"])
-    for attr, value in single.user_attrs.items():
-        multi.set_user_attr(attr, value)
+    write_study_info(multi, dataset=read_study_info(single).dataset)
     for t in single.get_trials():
+        record = TrialRecord.from_trial(t)
         if t.values is not None:  # (val_acc, params), as a --objective params search records
-            t.values = [t.values[0], float(t.user_attrs.get("params", 2**53))]
+            t.values = [t.values[0], float(record.plan.params if record.plan else 2**53)]
         multi.add_trial(t)
     result = write_report(multi, tmp_path / "r.html")
     assert {"history", "importances", "pareto", "volumes_rank1"} <= set(result.figures)
-    best = max(t.values[0] for t in single.trials
-               if t.user_attrs.get("outcome") == "complete")
+    best = max(r.values[0] for r in records(single) if r.outcome == "complete")
     assert result.figures["history"].data[-1].y[-1] == best

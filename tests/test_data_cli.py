@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from automl_cnn.cli import main
-from automl_cnn.runners.study import DATASET_ATTR, make_storage
+from automl_cnn.record import read_study_info
+from automl_cnn.storage import make_storage
 
 SPACE = """
 depth: 1
@@ -40,7 +41,7 @@ def run(tmp_path: Path, dataset: str, *extra: str) -> tuple[dict, dict]:
     summary = json.loads((out / "summary.json").read_text())
     study = optuna.load_study(study_name=summary["study_name"],
                               storage=make_storage(f"journal:{out / 'study.journal'}"))
-    return summary, study.user_attrs[DATASET_ATTR]
+    return summary, read_study_info(study).dataset.to_dict()
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.device import resolve_device
 from automl_cnn.errors import UserError
 from automl_cnn.runners.parallel import plan_workers, usable_cores
-from automl_cnn.runners.study import make_storage
+from automl_cnn.storage import make_storage
 
 TrialState = optuna.trial.TrialState
 

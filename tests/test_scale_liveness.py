@@ -22,13 +22,14 @@ from automl_cnn.atomic import write_text_atomic
 from automl_cnn.cli import main
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
+from automl_cnn.record import RECORD_ATTR, TrialRecord
 from automl_cnn.runners.join import check_join, differences
 from automl_cnn.runners.liveness import (
     LEASE_ATTR, LOST_ATTR, Lease, LeaseKeeper, reap_lost_trials, why_lost)
 from automl_cnn.runners.search import with_recorded_storage
 from automl_cnn.runners.slots import count_slots, run_until_target, settle_target
 from automl_cnn.runners.storage_lock import storage_lock
-from automl_cnn.runners.study import make_storage
+from automl_cnn.storage import make_storage
 
 
 def _study(path: Path, name: str = "s") -> optuna.Study:
@@ -96,10 +97,10 @@ def test_a_dead_workers_trial_is_failed_and_retried_exactly_once(tmp_path: Path)
     assert reap_lost_trials(study, interval=60) == []  # already failed: nothing twice
     lost, retry = study.get_trials(deepcopy=False)
     assert lost.state == TrialState.FAIL and "died" in lost.system_attrs[LOST_ATTR]
-    assert lost.user_attrs["outcome"] == "interrupted"
+    assert TrialRecord.from_trial(lost).outcome == "interrupted"
     assert retry.state == TrialState.WAITING and retry.params == lost.params
     assert retry.system_attrs["retry_history"] == [lost.number]
-    assert LEASE_ATTR not in retry.system_attrs and "outcome" not in retry.user_attrs
+    assert LEASE_ATTR not in retry.system_attrs and RECORD_ATTR not in retry.user_attrs
     # the retry dies too: failed, but no third attempt (max_retry=1)
     again = study.ask()
     assert again.number == retry.number

@@ -26,7 +26,7 @@ from test_tracking import Server
 
 from automl_cnn.results import ranked_trials
 from automl_cnn.runners.liveness import LEASE_ATTR, LOST_ATTR
-from automl_cnn.runners.study import make_storage
+from automl_cnn.storage import make_storage
 
 pytestmark = pytest.mark.slow
 PG_ADMIN = os.environ.get("AUTOML_CNN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

@@ -24,11 +24,13 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from automl_cnn.arch import ArchSpec
-from automl_cnn.checkpoint import load_checkpoint, trial_folder
+from automl_cnn.checkpoint import load_checkpoint
 from automl_cnn.cli import main
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
-from automl_cnn.results import outcome_of, ranked_trials
+from automl_cnn.record import Outcome, TrialRecord, outcome_of, records
+from automl_cnn.results import ranked_trials
+from automl_cnn.rundir import RunDir
 from automl_cnn.tracking import Tracker, make_tracker
 from automl_cnn.tracking.mlflow_tracker import RUN_STATUS, MlflowTracker
 
@@ -114,35 +116,34 @@ def check_tracked(client: MlflowClient, study: Any, *, experiment: str,
     children = {int(r.data.tags["automl_cnn.trial"]): r for r in runs
                 if r.data.tags.get("automl_cnn.role") == "trial"}
     assert sorted(children) == [t.number for t in study.trials]
-    for trial in study.trials:
-        run, outcome = children[trial.number], outcome_of(trial)
+    for trial in records(study):
+        run, outcome = children[trial.number], trial.outcome
         assert run.info.run_name == f"trial-{trial.number:03d}"
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["automl_cnn.state"] == outcome
         assert run.info.status == RUN_STATUS[outcome]
-        assert run.data.params == {k: str(v) for k, v in trial.params.items()}
+        assert run.data.params == {k: str(v) for k, v in trial.hyperparameters.items()}
         if outcome == "infeasible":
-            assert run.data.tags["automl_cnn.reason"] == trial.user_attrs["reason"]
+            assert run.data.tags["automl_cnn.reason"] == trial.reason
             assert "val_acc" not in run.data.metrics
             continue
-        assert run.data.metrics["params"] == trial.user_attrs["params"]
-        assert run.data.metrics["flops"] == trial.user_attrs["flops"]
-        assert run.data.metrics["receptive_field"] == trial.user_attrs["receptive_field"]
-        epochs = trial.user_attrs["epochs_trained"]
+        assert run.data.metrics["params"] == trial.plan.params
+        assert run.data.metrics["flops"] == trial.plan.flops
+        assert run.data.metrics["receptive_field"] == trial.plan.receptive_field
+        epochs = trial.epochs_trained
         for key in ("train_loss", "val_loss", "val_acc"):
             history = client.get_metric_history(run.info.run_id, key)
             assert sorted(m.step for m in history) == list(range(epochs)), key
         val_acc = {m.step: m.value for m in client.get_metric_history(run.info.run_id,
                                                                        "val_acc")}
         assert val_acc == pytest.approx({int(r["epoch"]): r["val_acc"]
-                                         for r in trial.user_attrs["history"]})
+                                         for r in trial.history})
         if outcome == "pruned":
-            assert run.data.tags["automl_cnn.pruned_epoch"] == str(
-                trial.user_attrs["pruned_epoch"])
+            assert run.data.tags["automl_cnn.pruned_epoch"] == str(trial.pruned_epoch)
         folder = Path(client.download_artifacts(run.info.run_id, "architecture",
                                                 str(tmp_path / f"art-{trial.number}")))
         spec = ArchSpec.from_json((folder / "arch.json").read_text())
-        assert spec == ArchSpec.from_dict(trial.user_attrs["arch"])
+        assert spec == trial.spec
         assert "block1.conv" in (folder / "layers.txt").read_text()
     best = ranked_trials(study)[0]
     assert parent.data.metrics["best_val_acc"] == pytest.approx(best.values[0])
@@ -173,7 +174,7 @@ def test_search_on_a_tracking_server(mlflow_server: Server, tmp_path: Path, trac
     assert int(champion.version) == max(int(v.version) for v in versions)
     tracking_env(mlflow_server.url)
     loaded = mlflow.pytorch.load_model("models:/served@champion")
-    kept, _, _ = load_checkpoint(trial_folder(outcome.run_dir, best.number))
+    kept, _, _ = load_checkpoint(RunDir(outcome.run_dir).trial_folder(best.number))
     x = load_dataset("digits", seed=0).x_val[:64].float().div(255.0)
     with torch.no_grad():
         assert torch.allclose(loaded(x), kept(x), atol=1e-5)
@@ -276,7 +277,7 @@ def test_values_mlflow_cannot_store_are_handled(mlflow_server: Server,
         tracker.start_trial(0, {"block1.kernel": 3, "long": "p" * 10_000})
         tracker.log_epoch(0, 0, {"train_loss": math.nan, "val_loss": math.inf,
                                  "val_acc": 0.5})
-        tracker.end_trial(0, outcome="failed", reason="r" * 20_000)
+        tracker.end_trial(TrialRecord(0, Outcome.FAILED, reason="r" * 20_000))
         tracker.end_search(status="FINISHED", summary={})
     assert [r for r in caplog.records if r.name == TRACKER_LOG] == []
     client = MlflowClient(mlflow_server.url)
@@ -308,7 +309,7 @@ def test_a_model_mlflow_cannot_log_does_not_stop_tracking(
         tracker.start_trial(0, {"depth": 1})
         tracker.new_best(0, 0.9, Branchy(), torch.rand(4, 1, 8, 8))
         tracker.log_epoch(0, 0, {"val_acc": 0.9})
-        tracker.end_trial(0, outcome="complete")
+        tracker.end_trial(TrialRecord(0, Outcome.COMPLETE))
         tracker.end_search(status="FINISHED", summary={})
     (warning,) = [r for r in caplog.records if r.name == TRACKER_LOG]
     assert "model" in warning.getMessage() and "Tracking goes on" in warning.getMessage()
@@ -345,7 +346,7 @@ def test_server_lost_mid_search_warns_once_and_the_study_completes(
     server, out = mlflow_server, tmp_path / "run"
 
     def kill_after_first_trial() -> None:
-        while not (trial_folder(out, 0) / "meta.json").exists():
+        while not (RunDir(out).trial_folder(0) / "meta.json").exists():
             time.sleep(0.05)
         server.stop(signal.SIGKILL)
 
@@ -380,7 +381,7 @@ def test_epoch_metrics_of_a_long_trial_show_before_it_ends(
     client = MlflowClient(uri)
     history = client.get_metric_history(tracker.runs[0], "val_acc")
     assert [(m.step, m.value) for m in history] == [(0, 0.25)]
-    tracker.end_trial(0, outcome="complete")
+    tracker.end_trial(TrialRecord(0, Outcome.COMPLETE))
     tracker.end_search(status="FINISHED", summary={})
 
 

@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search convolutional network architectures with Optuna, train them with "
                     "PyTorch Lightning, track them in MLflow and summarise them with Plotly.",
     )
-    parser.add_argument("--version", action="version", version="automl-cnn 0.1.0")
+    from automl_cnn import __version__
+
+    parser.add_argument("--version", action="version", version=f"automl-cnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"automl_cnn.cli.{name}").add_parser(sub)

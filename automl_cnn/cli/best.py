@@ -31,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
     kept = set(src.kept_ranks())
     print(f"Best {len(top)} of {len(src.ranked())} completed trials in {src.describe()}:\n")
     print(format_top(top, kept))
-    from automl_cnn.cli.search import format_plan
+    from automl_cnn.shapes import format_plan_rows
 
     for arch in top:
         print(f"\nRank {arch.rank} (trial {arch.trial}), val_acc {arch.val_acc:.4f}:")
-        print(format_plan(arch.layer_plan))
+        print(format_plan_rows(arch.layer_plan))
     print("\nLoad one in Python: automl_cnn.load_best(RUN_DIR, rank=R); ship one: automl-cnn "
           "export RUN_DIR --rank R --out DIR.", file=sys.stdout)
     return 0

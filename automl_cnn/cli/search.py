@@ -7,6 +7,8 @@ import shlex
 import sys
 from typing import Any
 
+from automl_cnn.strategies import PRUNERS, SAMPLERS
+
 HELP = "run or resume an architecture search"
 
 
@@ -26,9 +28,8 @@ def add_parser(sub: Any) -> None:
                         "big sets); validation and test stay whole")
     p.add_argument("--space", default="default",
                    help="a shipped space (default, tiny) or the path of a YAML space file")
-    p.add_argument("--sampler", default="tpe", help="tpe | random | gp | qmc | nsgaii")
-    p.add_argument("--pruner", default="median",
-                   help="median | percentile | halving | hyperband | none")
+    p.add_argument("--sampler", default=next(iter(SAMPLERS)), help=" | ".join(SAMPLERS))
+    p.add_argument("--pruner", default=next(iter(PRUNERS)), help=" | ".join(PRUNERS))
     p.add_argument("--objective", action="append", dest="objectives", default=None,
                    help="val_acc (always), params, flops; repeat for a multi-objective search")
     p.add_argument("--storage", default=None,
@@ -125,6 +126,9 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def print_summary(summary: dict[str, Any], out: Any = None) -> None:
+    from automl_cnn.rundir import RunDir
+    from automl_cnn.shapes import format_plan_rows
+
     out = out or sys.stdout
     counts = summary["counts"]
     print(f"\nStudy {summary['study_name']}: {summary['trials']} trials "
@@ -135,24 +139,16 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
         print("No trial completed yet, so there is no best architecture.", file=out)
     else:
         print(f"Best trial {best['trial']}: val_acc {best['value']:.4f}, "
-              f"{best['parameters']:,} params, {best['flops']:,} FLOPs, "
+              f"{best['params']:,} params, {best['flops']:,} FLOPs, "
               f"receptive field {best['receptive_field']}px", file=out)
         if summary.get("test"):
             print(f"Test accuracy of the best model (evaluated once): "
                   f"{summary['test']['accuracy']:.4f}", file=out)
-        print(format_plan(best["layer_plan"]), file=out)
-    print(f"\nRun directory: {summary['run_dir']}  (summary.json, models/, config.json)",
-          file=out)
+        print(format_plan_rows(best["layer_plan"]), file=out)
+    run_dir = RunDir(summary["run_dir"])
+    print(f"\nRun directory: {run_dir.path}  ({run_dir.summary.name}, {run_dir.models.name}/, "
+          f"{run_dir.config.name})", file=out)
     if summary.get("report"):
         print(f"Report: {summary['report']}  (open it in a browser; works offline)", file=out)
     print(f"Study storage: {summary['storage']}", file=out)
 
-
-def format_plan(rows: list[dict[str, Any]]) -> str:
-    """The layer plan as an aligned text table."""
-    header = ("layer", "output W×H×D", "receptive field", "params", "FLOPs")
-    lines = [(r["layer"], r["output"], str(r["receptive_field"]), f"{r['params']:,}",
-              f"{r['flops']:,}") for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *lines)]
-    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join(["  " + fmt.format(*header)] + ["  " + fmt.format(*line) for line in lines])

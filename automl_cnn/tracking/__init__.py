@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from automl_cnn.arch import ArchSpec
     from automl_cnn.config import SearchConfig
+    from automl_cnn.record import TrialRecord
     from automl_cnn.shapes import LayerPlan
 
 
@@ -31,9 +32,9 @@ class Tracker:
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         """One epoch's ``train_loss``, ``val_loss``, ``val_acc``."""
 
-    def end_trial(self, number: int, *, outcome: str, reason: str | None = None,
-                  values: list[float] | None = None, pruned_epoch: int | None = None) -> None:
-        """outcome is complete, pruned, infeasible, failed or interrupted."""
+    def end_trial(self, record: TrialRecord) -> None:
+        """The trial's final record (``record.outcome``: complete, pruned, infeasible, failed
+        or interrupted)."""
 
     def new_best(self, number: int, value: float, model: nn.Module,
                  example: torch.Tensor) -> None:

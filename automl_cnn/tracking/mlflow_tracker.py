@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,12 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag, ViewType
-from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.validation import (
     MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH)
 from torch import nn
@@ -44,23 +40,26 @@ from torch import nn
 from automl_cnn.arch import ArchSpec
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
+from automl_cnn.record import Outcome, TrialRecord
 from automl_cnn.shapes import LayerPlan
 from automl_cnn.tracking import Tracker, resolve_tracking_uri
-from automl_cnn.tracking.champion import CHAMPION, LOSS_TAG, beats_champion, crown_best
-from automl_cnn.tracking.mlflow_store import (
-    SERVER_HINT, check_reachable, clip, global_tracking_uri, pip_requirements, quick_http)
+from automl_cnn.tracking.champion import LOSS_TAG, beats_champion, crown_best
+from automl_cnn.tracking.mlflow_runs import (
+    ROLE, STUDY, TRIAL, attach_parent, check_model_name, create_parent, log_model, now_ms,
+    open_experiment, study_parents, summary_metrics)
+from automl_cnn.tracking.mlflow_store import check_reachable, clip, quick_http
 
 log = logging.getLogger(__name__)
 
-ROLE, STUDY, TRIAL = "automl_cnn.role", "automl_cnn.study", "automl_cnn.trial"
 STATE, REASON, PRUNED_EPOCH = "automl_cnn.state", "automl_cnn.reason", "automl_cnn.pruned_epoch"
-#: Trial outcome -> MLflow run status. An infeasible trial ran correctly (it scored the worst
-#: value without training), so its run is FINISHED; its state tag says infeasible.
 #: Epoch metrics go out at most this often (seconds) and with the trial's last call: a
 #: sub-second digits trial costs one metrics call, a minutes-long CIFAR epoch shows live.
 SEND_EVERY = 1.0
-RUN_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "infeasible": "FINISHED",
-              "failed": "FAILED", "interrupted": "KILLED"}
+#: Trial outcome -> MLflow run status. An infeasible trial ran correctly (it scored the worst
+#: value without training), so its run is FINISHED; its state tag says infeasible.
+RUN_STATUS = {Outcome.COMPLETE: "FINISHED", Outcome.PRUNED: "FINISHED",
+              Outcome.INFEASIBLE: "FINISHED", Outcome.FAILED: "FAILED",
+              Outcome.INTERRUPTED: "KILLED"}
 
 
 class MlflowTracker(Tracker):
@@ -73,7 +72,7 @@ class MlflowTracker(Tracker):
         self.study = config.resolved_study_name
         self.experiment = config.experiment or self.study
         self.model_name = config.model_name or self.study
-        _check_model_name(self.model_name)
+        check_model_name(self.model_name)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.parent_id: str | None = None
         self.runs: dict[int, str] = {}  # trial number -> open run id
@@ -82,20 +81,22 @@ class MlflowTracker(Tracker):
         self._sent_at: dict[int, float] = {}  # when a trial's metrics were last sent
         self._last_epoch: dict[int, int] = {}  # the model is linked to its final metrics
         self._val_loss: dict[int, float] = {}  # last val_loss: ranks ties for the champion
-        self._unsent: dict[str, str] = {}  # run id -> outcome of a trial ended while broken
+        self._unsent: dict[str, Outcome] = {}  # run id -> outcome of a trial ended while broken
         self._broken = False
         self._warned: set[bool] = set()  # kinds of failure reported (once each)
         self._ended = False
         check_reachable(self.uri)
         with quick_http():
-            self.experiment_id = self._open_experiment()
+            self.experiment_id = open_experiment(self.client, self.experiment, self.uri)
 
     # -- hooks --------------------------------------------------------------------------------
     def start_search(self, config: SearchConfig, *, settings: dict[str, Any]) -> None:
         if self._broken:
             return
         with self._guard("opening the study's parent run"):
-            self.parent_id = self._attach_parent() or self._create_parent(settings)
+            self.parent_id = (attach_parent(self.client, self.experiment_id, self.study)
+                              or create_parent(self.client, self.experiment_id, self.study,
+                                               settings))
             atexit.register(self._at_exit)
 
     def start_trial(self, number: int, params: dict[str, Any]) -> None:
@@ -115,7 +116,7 @@ class MlflowTracker(Tracker):
         if self._off(number):
             return
         with self._guard(f"logging trial {number}'s layer plan"):
-            now = _now()
+            now = now_ms()
             metrics = [Metric(k, float(v), now, 0) for k, v in (
                 ("params", plan.params), ("flops", plan.flops),
                 ("receptive_field", plan.receptive_field), ("depth", spec.depth))]
@@ -129,7 +130,7 @@ class MlflowTracker(Tracker):
         self._last_epoch[number] = epoch
         if "val_loss" in metrics:
             self._val_loss[number] = float(metrics["val_loss"])
-        now = _now()
+        now = now_ms()
         buffer = self._epochs.setdefault(number, [])
         buffer += [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
         if (time.monotonic() - self._sent_at.get(number, 0.0) >= SEND_EVERY
@@ -137,8 +138,8 @@ class MlflowTracker(Tracker):
             with self._guard(f"logging trial {number}'s epoch {epoch}"):
                 self._send_epochs(number)
 
-    def end_trial(self, number: int, *, outcome: str, reason: str | None = None,
-                  values: list[float] | None = None, pruned_epoch: int | None = None) -> None:
+    def end_trial(self, record: TrialRecord) -> None:
+        number, outcome = record.number, record.outcome
         self._last_epoch.pop(number, None)
         self._val_loss.pop(number, None)
         self._sent_at.pop(number, None)
@@ -148,11 +149,11 @@ class MlflowTracker(Tracker):
             return
         run_id = self.runs.pop(number)
         with self._guard(f"ending trial {number}'s run"):
-            tags = [RunTag(STATE, outcome)]
-            if reason:
-                tags.append(RunTag(REASON, clip(reason, MAX_TAG_VAL_LENGTH)))
-            if pruned_epoch is not None:
-                tags.append(RunTag(PRUNED_EPOCH, str(pruned_epoch)))
+            tags = [RunTag(STATE, outcome.value)]
+            if record.reason:
+                tags.append(RunTag(REASON, clip(record.reason, MAX_TAG_VAL_LENGTH)))
+            if record.pruned_epoch is not None:
+                tags.append(RunTag(PRUNED_EPOCH, str(record.pruned_epoch)))
             self.client.log_batch(run_id, params=self._pending.pop(number, []), tags=tags,
                                   metrics=self._epochs.pop(number, []))
             self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
@@ -172,13 +173,16 @@ class MlflowTracker(Tracker):
                                   trial=number):
                 return
             self._send_epochs(number)  # the logged model links the run's final metrics
-            version = self._log_model(run_id, number, value, model, example)
+            version = log_model(self.client, self.uri, self.experiment_id, study=self.study,
+                                model_name=self.model_name, run_id=run_id, number=number,
+                                value=value, model=model, example=example,
+                                step=self._last_epoch.get(number, 0))
             if loss is not None:
                 self.client.set_model_version_tag(self.model_name, version, LOSS_TAG,
                                                   f"{loss:.6f}")
             crown_best(self.client, self.model_name)
             self.client.log_batch(self.parent_id, metrics=[
-                Metric("best_val_acc", float(value), _now(), number)], tags=[
+                Metric("best_val_acc", float(value), now_ms(), number)], tags=[
                 RunTag("automl_cnn.best_trial", str(number)),
                 RunTag("automl_cnn.best_run_id", run_id)])
 
@@ -193,7 +197,7 @@ class MlflowTracker(Tracker):
                 number = int(tags.get(TRIAL, -1))
                 if tags.get(STUDY) == self.study and number in failed and number not in self.runs:
                     self.client.log_batch(run.info.run_id, tags=[
-                        RunTag(STATE, "interrupted"),
+                        RunTag(STATE, Outcome.INTERRUPTED.value),
                         RunTag(REASON, "its worker died; the trial was failed and retried once")])
                     self.client.set_terminated(run.info.run_id, "KILLED")
 
@@ -207,10 +211,10 @@ class MlflowTracker(Tracker):
         with self._guard("ending the study's parent run"):
             self._close_open_runs("KILLED" if status == "FINISHED" else status)
             for run_id, outcome in self._unsent.items():
-                self.client.log_batch(run_id, tags=[RunTag(STATE, outcome)])
+                self.client.log_batch(run_id, tags=[RunTag(STATE, outcome.value)])
                 self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
             self.client.set_terminated(self.parent_id, status)
-            self.client.log_batch(self.parent_id, metrics=_summary_metrics(summary))
+            self.client.log_batch(self.parent_id, metrics=summary_metrics(summary))
 
     # -- pieces -------------------------------------------------------------------------------
     def _off(self, number: int | None = None) -> bool:
@@ -243,91 +247,11 @@ class MlflowTracker(Tracker):
             return False
         return True
 
-    def _open_experiment(self) -> str:
-        try:
-            found = self.client.get_experiment_by_name(self.experiment)
-            if found is None:
-                try:
-                    return self.client.create_experiment(self.experiment)
-                except MlflowException as exc:  # another process created it just now
-                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                        raise
-                    found = self.client.get_experiment_by_name(self.experiment)
-        except MlflowException as exc:
-            raise UserError(f"cannot use the MLflow tracking store {self.uri}: "
-                            f"{str(exc).splitlines()[0]} {SERVER_HINT}") from None
-        except Exception as exc:  # sqlalchemy / OS errors for a bad local store
-            raise UserError(f"cannot open the MLflow tracking store {self.uri} "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                            f"). Check the path, or pass another --tracking-uri.") from None
-        if found.lifecycle_stage == "deleted":
-            raise UserError(f"MLflow experiment {self.experiment!r} is deleted in {self.uri}. "
-                            "Restore it (`mlflow experiments restore --experiment-id "
-                            f"{found.experiment_id}`) or pass another --experiment.")
-        return found.experiment_id
-
-    def _parents(self) -> list[Any]:
-        return study_parents(self.client, self.experiment_id, self.study)
-
-    def _attach_parent(self) -> str | None:
-        """Another process (or an earlier run of this study) made the parent: reuse it."""
-        parents = self._parents()
-        if not parents:
-            return None
-        self.client.update_run(parents[0].info.run_id, status="RUNNING")
-        return parents[0].info.run_id
-
-    def _create_parent(self, settings: dict[str, Any]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=self.study, tags={
-            ROLE: "parent", STUDY: self.study,
-            "mlflow.note.content": f"automl-cnn study {self.study}: one nested run per trial."})
-        run_id = run.info.run_id
-        self.client.log_batch(run_id, params=[Param(k, clip(v, MAX_PARAM_VAL_LENGTH))
-                                              for k, v in settings.items() if v is not None])
-        first = self._parents()[0].info.run_id
-        if first != run_id:  # two processes started together: the earlier parent wins
-            self.client.delete_run(run_id)
-            self.client.update_run(first, status="RUNNING")
-        return first
-
     def _log_architecture(self, run_id: str, spec: ArchSpec, plan: LayerPlan) -> None:
-        from automl_cnn.cli.search import format_plan  # the CLI's table, so both read alike
-
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "arch.json").write_text(spec.to_json())
-            (Path(tmp) / "layers.txt").write_text(format_plan(plan.as_rows()) + "\n")
+            (Path(tmp) / "layers.txt").write_text(plan.format_table() + "\n")
             self.client.log_artifacts(run_id, tmp, artifact_path="architecture")
-
-    def _log_model(self, run_id: str, number: int, value: float, model: nn.Module,
-                   example: torch.Tensor) -> str:
-        """Log ``model`` into the trial's run as a pt2 (torch.export) MLflow model, register a
-        new version; returns the version. The logged model is created here, in this
-        experiment, because ``log_model`` alone would file it under the global experiment."""
-        x = example.detach().cpu().float().numpy()  # (B, C, H, W), B > 1 so B stays dynamic
-        with torch.no_grad():
-            y = model(example.detach().cpu().float()).numpy()
-        logged = self.client.create_logged_model(
-            self.experiment_id, name="model", source_run_id=run_id,
-            params={"trial": str(number)}, tags={STUDY: self.study, TRIAL: str(number)})
-        # log_model, and the registry resolving ``models:/<id>``, find their store through
-        # MLflow's global tracking URI: point it at ours for these calls only.
-        with global_tracking_uri(self.uri):
-            mlflow.pytorch.log_model(
-                model, name="model", model_id=logged.model_id, run_id=run_id,
-                signature=infer_signature(x, y), input_example=x,
-                serialization_format="pt2", pip_requirements=pip_requirements(),
-                validate_serving_input=False, step=self._last_epoch.get(number, 0))
-            try:
-                self.client.create_registered_model(
-                    self.model_name, description=f"Best network of automl-cnn study "
-                    f"{self.study}; the alias {CHAMPION!r} marks the current best.")
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            version = self.client.create_model_version(
-                self.model_name, source=f"models:/{logged.model_id}", run_id=run_id,
-                model_id=logged.model_id, tags={TRIAL: str(number), "val_acc": f"{value:.6f}"})
-        return str(version.version)
 
     def _send_epochs(self, number: int) -> None:
         self._sent_at[number] = time.monotonic()
@@ -335,9 +259,9 @@ class MlflowTracker(Tracker):
             self.client.log_batch(self.runs[number], metrics=self._epochs.pop(number))
 
     def _close_open_runs(self, status: str) -> None:
-        state = "interrupted" if status == "KILLED" else "failed"
+        state = Outcome.INTERRUPTED if status == "KILLED" else Outcome.FAILED
         for number in list(self.runs):
-            self.client.log_batch(self.runs[number], tags=[RunTag(STATE, state)],
+            self.client.log_batch(self.runs[number], tags=[RunTag(STATE, state.value)],
                                   metrics=self._epochs.pop(number, []))
             self.client.set_terminated(self.runs.pop(number), status)
 
@@ -348,33 +272,4 @@ class MlflowTracker(Tracker):
             self.end_search(status="KILLED", summary={})
 
 
-def study_parents(client: MlflowClient, experiment_id: str, study: str) -> list[Any]:
-    """The study's parent runs, the one every process attaches to first (the earliest)."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{ROLE}` = 'parent'",
-                              run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
-    ours = [r for r in runs if r.data.tags.get(STUDY) == study]
-    return sorted(ours, key=lambda r: (r.info.start_time, r.info.run_id))
-
-
-def _check_model_name(name: str) -> None:
-    if not name.strip() or any(c in name for c in "/:@"):
-        raise UserError(f"--model-name {name!r} cannot name a registered MLflow model: it must "
-                        "be non-empty and hold no '/', ':' or '@'. Pass e.g. --model-name "
-                        "digits-cnn.")
-
-
-def _summary_metrics(summary: dict[str, Any]) -> list[Metric]:
-    now = _now()
-    metrics = [Metric(f"trials_{k}", float(v), now, 0)
-               for k, v in summary.get("counts", {}).items() if k != "running"]
-    test = summary.get("test") or {}
-    if isinstance(test.get("accuracy"), (int, float)) and math.isfinite(test["accuracy"]):
-        metrics.append(Metric("test_acc", float(test["accuracy"]), now, 0))
-    return metrics
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
-__all__ = ["CHAMPION", "MlflowTracker", "RUN_STATUS"]
+__all__ = ["MlflowTracker", "RUN_STATUS", "study_parents"]

@@ -1,0 +1,67 @@
+"""The small values a :class:`~automl_cnn.record.TrialRecord` is made of (import them from
+:mod:`automl_cnn.record`).
+
+Example:
+    >>> Timings(train_seconds=1.5, total_seconds=2.0).total_seconds
+    2.0
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from automl_cnn.arch import ArchSpec
+    from automl_cnn.shapes import LayerPlan
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """The numbers of a trial's :class:`~automl_cnn.shapes.LayerPlan` (``params`` = count)."""
+
+    params: int
+    flops: int
+    receptive_field: int
+    depth: int
+    layer_plan: tuple[Mapping[str, Any], ...] = ()  # LayerPlan.as_rows()
+    latency_ms: float | None = None
+    latency_device: str | None = None
+
+    @classmethod
+    def of(cls, spec: ArchSpec, plan: LayerPlan) -> PlanSummary:
+        return cls(plan.params, plan.flops, plan.receptive_field, spec.depth,
+                   tuple(plan.as_rows()))
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """What a trial trained on when less than the full budget (a rung of a budget ladder)."""
+
+    train_images: int | None = None  # None: the whole training split
+    epochs: int | None = None  # None: the spec's epochs
+    rung: int | None = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    train_seconds: float = 0.0  # inside the trainer
+    total_seconds: float = 0.0  # the whole trial: sampling, planning, training, saving
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Which process ran a trial."""
+
+    host: str
+    pid: int
+
+    @classmethod
+    def here(cls) -> Worker:
+        return cls(socket.gethostname(), os.getpid())
+
+
+__all__ = ["Fidelity", "PlanSummary", "Timings", "Worker"]

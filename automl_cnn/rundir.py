@@ -1,0 +1,83 @@
+"""The run directory's layout, in one place: every module names its files through
+:class:`RunDir` rather than by literal file names.
+
+Layout (``automl-cnn search --out RUN_DIR``)::
+
+    config.json       the SearchConfig (also stored in the study)
+    study.journal     the Optuna study, unless --storage names another
+    space.yaml        a copy of the search space
+    models/           trial-NNNN/ checkpoints of the best --keep trials
+    summary.json      counts, best trial, test accuracy
+    report.html       the offline Plotly report
+    retrained/        trial-NNNN-seedS/ checkpoints from `automl-cnn retrain`
+
+Example:
+    >>> RunDir("runs/demo").trial_folder(7)
+    PosixPath('runs/demo/models/trial-0007')
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+JOURNAL_PREFIX = "journal:"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A search's output folder (it may not exist yet)."""
+
+    path: Path
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.path / "study.journal"
+
+    @property
+    def space(self) -> Path:
+        return self.path / "space.yaml"
+
+    @property
+    def models(self) -> Path:
+        return self.path / "models"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def retrained(self) -> Path:
+        return self.path / "retrained"
+
+    @property
+    def journal_url(self) -> str:
+        """The default study storage: a journal file inside the run directory."""
+        return f"{JOURNAL_PREFIX}{self.journal}"
+
+    def storage_url(self, storage: str | None) -> str:
+        """``storage`` when given, else :attr:`journal_url` (the default-storage rule)."""
+        return storage or self.journal_url
+
+    def trial_folder(self, number: int) -> Path:
+        """Where trial ``number``'s kept checkpoint lives."""
+        return self.models / f"trial-{number:04d}"
+
+    def is_run_dir(self) -> bool:
+        """Whether a search has written here (it holds ``config.json``)."""
+        return self.config.is_file()
+
+
+__all__ = ["JOURNAL_PREFIX", "RunDir"]

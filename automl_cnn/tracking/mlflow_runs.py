@@ -1,0 +1,150 @@
+"""The study's MLflow experiment, its parent run, and the best network's registered model:
+the pieces of :class:`~automl_cnn.tracking.mlflow_tracker.MlflowTracker` that are calls to an
+:class:`~mlflow.MlflowClient` and nothing else.
+
+Example:
+    >>> parents = study_parents(client, experiment_id, "digits-tiny")  # earliest first
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import mlflow
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from torch import nn
+
+from automl_cnn.errors import UserError
+from automl_cnn.tracking.champion import CHAMPION
+from automl_cnn.tracking.mlflow_store import (
+    SERVER_HINT, clip, global_tracking_uri, pip_requirements)
+
+ROLE, STUDY, TRIAL = "automl_cnn.role", "automl_cnn.study", "automl_cnn.trial"
+
+
+def open_experiment(client: MlflowClient, name: str, uri: str) -> str:
+    """The id of experiment ``name``, created when missing; a :class:`UserError` when the store
+    cannot be used or the experiment is deleted."""
+    try:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            try:
+                return client.create_experiment(name)
+            except MlflowException as exc:  # another process created it just now
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                found = client.get_experiment_by_name(name)
+    except MlflowException as exc:
+        raise UserError(f"cannot use the MLflow tracking store {uri}: "
+                        f"{str(exc).splitlines()[0]} {SERVER_HINT}") from None
+    except Exception as exc:  # sqlalchemy / OS errors for a bad local store
+        raise UserError(f"cannot open the MLflow tracking store {uri} "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                        f"). Check the path, or pass another --tracking-uri.") from None
+    if found.lifecycle_stage == "deleted":
+        raise UserError(f"MLflow experiment {name!r} is deleted in {uri}. "
+                        "Restore it (`mlflow experiments restore --experiment-id "
+                        f"{found.experiment_id}`) or pass another --experiment.")
+    return found.experiment_id
+
+
+def study_parents(client: MlflowClient, experiment_id: str, study: str) -> list[Any]:
+    """The study's parent runs, the one every process attaches to first (the earliest)."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{ROLE}` = 'parent'",
+                              run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+    ours = [r for r in runs if r.data.tags.get(STUDY) == study]
+    return sorted(ours, key=lambda r: (r.info.start_time, r.info.run_id))
+
+
+def attach_parent(client: MlflowClient, experiment_id: str, study: str) -> str | None:
+    """Another process (or an earlier run of this study) made the parent: reuse it."""
+    parents = study_parents(client, experiment_id, study)
+    if not parents:
+        return None
+    client.update_run(parents[0].info.run_id, status="RUNNING")
+    return parents[0].info.run_id
+
+
+def create_parent(client: MlflowClient, experiment_id: str, study: str,
+                  settings: dict[str, Any]) -> str:
+    """A new parent run holding the search settings as params; when two processes start
+    together, the earlier parent wins and the other is deleted."""
+    run = client.create_run(experiment_id, run_name=study, tags={
+        ROLE: "parent", STUDY: study,
+        "mlflow.note.content": f"automl-cnn study {study}: one nested run per trial."})
+    run_id = run.info.run_id
+    client.log_batch(run_id, params=[Param(k, clip(v, MAX_PARAM_VAL_LENGTH))
+                                     for k, v in settings.items() if v is not None])
+    first = study_parents(client, experiment_id, study)[0].info.run_id
+    if first != run_id:
+        client.delete_run(run_id)
+        client.update_run(first, status="RUNNING")
+    return first
+
+
+def log_model(client: MlflowClient, uri: str, experiment_id: str, *, study: str,
+              model_name: str, run_id: str, number: int, value: float, model: nn.Module,
+              example: torch.Tensor, step: int) -> str:
+    """Log ``model`` into the trial's run as a pt2 (torch.export) MLflow model, register a
+    new version of ``model_name``; returns the version. The logged model is created here, in
+    this experiment, because ``log_model`` alone would file it under the global experiment."""
+    x = example.detach().cpu().float().numpy()  # (B, C, H, W), B > 1 so B stays dynamic
+    with torch.no_grad():
+        y = model(example.detach().cpu().float()).numpy()
+    logged = client.create_logged_model(
+        experiment_id, name="model", source_run_id=run_id,
+        params={"trial": str(number)}, tags={STUDY: study, TRIAL: str(number)})
+    # log_model, and the registry resolving ``models:/<id>``, find their store through
+    # MLflow's global tracking URI: point it at ours for these calls only.
+    with global_tracking_uri(uri):
+        mlflow.pytorch.log_model(
+            model, name="model", model_id=logged.model_id, run_id=run_id,
+            signature=infer_signature(x, y), input_example=x,
+            serialization_format="pt2", pip_requirements=pip_requirements(),
+            validate_serving_input=False, step=step)
+        try:
+            client.create_registered_model(
+                model_name, description=f"Best network of automl-cnn study "
+                f"{study}; the alias {CHAMPION!r} marks the current best.")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(
+            model_name, source=f"models:/{logged.model_id}", run_id=run_id,
+            model_id=logged.model_id, tags={TRIAL: str(number), "val_acc": f"{value:.6f}"})
+    return str(version.version)
+
+
+def check_model_name(name: str) -> None:
+    if not name.strip() or any(c in name for c in "/:@"):
+        raise UserError(f"--model-name {name!r} cannot name a registered MLflow model: it must "
+                        "be non-empty and hold no '/', ':' or '@'. Pass e.g. --model-name "
+                        "digits-cnn.")
+
+
+def summary_metrics(summary: dict[str, Any]) -> list[Metric]:
+    """The parent run's closing metrics: trial counts and the test accuracy."""
+    now = now_ms()
+    metrics = [Metric(f"trials_{k}", float(v), now, 0)
+               for k, v in summary.get("counts", {}).items() if k != "running"]
+    test = summary.get("test") or {}
+    if isinstance(test.get("accuracy"), (int, float)) and math.isfinite(test["accuracy"]):
+        metrics.append(Metric("test_acc", float(test["accuracy"]), now, 0))
+    return metrics
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = ["CHAMPION", "ROLE", "STUDY", "TRIAL", "attach_parent", "check_model_name",
+           "create_parent", "log_model", "now_ms", "open_experiment", "study_parents",
+           "summary_metrics"]

@@ -1,0 +1,38 @@
+"""Keep the weights of a search's best trials, and tell the tracker of a new best."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import torch
+
+from automl_cnn.checkpoint import keep_best, save_checkpoint
+from automl_cnn.config import SearchConfig
+from automl_cnn.data import ImageSplits
+from automl_cnn.record import TrialRecord
+from automl_cnn.results import record_key, ranked_trials
+from automl_cnn.rundir import RunDir
+from automl_cnn.tracking import Tracker
+
+
+def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Module,
+                 data: ImageSplits, config: SearchConfig, run_dir: Path,
+                 tracker: Tracker) -> None:
+    """Save ``record``'s weights, keep the best ``config.keep`` checkpoints, and call
+    ``tracker.new_best`` when no completed trial ranks above this one."""
+    ranked = ranked_trials(study)  # this trial is still running, so not in the ranking
+    cpu_model = model.to("cpu").eval()
+    assert record.spec is not None and record.values is not None
+    meta = {
+        "trial": record.number, "value": record.val_acc, "val_loss": record.val_loss,
+        "values": list(record.values), "objectives": list(config.objectives),
+        "study_name": study.study_name, "dataset": data.name, "classes": list(data.classes),
+        "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+    }
+    rundir = RunDir(run_dir)
+    save_checkpoint(rundir.trial_folder(record.number), cpu_model, record.spec, meta)
+    keep_best(rundir.models, config.keep)
+    if not ranked or record_key(record) < record_key(ranked[0]):
+        example = data.x_val[:4].float().div(255.0).cpu()
+        tracker.new_best(record.number, float(record.val_acc or 0.0), cpu_model, example)
