@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from automl_cnn.checkpoint import keep_best, save_checkpoint
+from automl_cnn.checkpoint import CheckpointMeta, keep_best, save_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.record import TrialRecord
@@ -24,12 +24,9 @@ def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Modul
     ranked = ranked_trials(study)  # this trial is still running, so not in the ranking
     cpu_model = model.to("cpu").eval()
     assert record.spec is not None and record.values is not None
-    meta = {
-        "trial": record.number, "value": record.val_acc, "val_loss": record.val_loss,
-        "values": list(record.values), "objectives": list(config.objectives),
-        "study_name": study.study_name, "dataset": data.name, "classes": list(data.classes),
-        "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-    }
+    meta = CheckpointMeta.for_dataset(
+        data, study_name=study.study_name, trial=record.number, value=record.val_acc,
+        val_loss=record.val_loss, values=record.values, objectives=config.objectives)
     rundir = RunDir(run_dir)
     save_checkpoint(rundir.trial_folder(record.number), cpu_model, record.spec, meta)
     keep_best(rundir.models, config.keep)
