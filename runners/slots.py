@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl_cnn.record import TARGET_ATTR, read_study_info, write_study_info
 
-from .liveness import LeaseKeeper, RetryLostTrial, reap_lost_trials
+from .liveness import LOST_ATTR, LeaseKeeper, RetryLostTrial, reap_lost_trials
 
 log = logging.getLogger(__name__)
 #: How often a worker with nothing to take looks again (seconds).
@@ -136,9 +136,29 @@ def run_until_target(study: optuna.Study, objective: Callable[[optuna.Trial], An
             try:
                 study.optimize(leased, n_trials=1, callbacks=list(callbacks), catch=catch,
                                gc_after_trial=False)
+            except Exception as exc:
+                if _lost_meanwhile(study, leased.trial):
+                    # Another worker judged us dead (a lease renewal came too late) and has
+                    # already failed and re-enqueued the trial: our result cannot be told.
+                    log.warning("trial %s was taken over by another worker (%s); going on",
+                                leased.trial.number if leased.trial else "?",
+                                type(exc).__name__)
+                    continue
+                _retry_own(study, leased.trial, retry)
+                raise
             except BaseException:
                 _retry_own(study, leased.trial, retry)
                 raise
+
+
+def _lost_meanwhile(study: optuna.Study, trial: optuna.Trial | None) -> bool:
+    if trial is None:
+        return False
+    try:
+        frozen = study._storage.get_trial(trial._trial_id)
+    except Exception:
+        return False
+    return frozen.state == TrialState.FAIL and LOST_ATTR in frozen.system_attrs
 
 
 def _retry_own(study: optuna.Study, trial: optuna.Trial | None, retry: RetryLostTrial) -> None:

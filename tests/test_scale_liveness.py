@@ -186,3 +186,25 @@ def test_resume_without_storage_uses_the_recorded_one(tmp_path: Path) -> None:
 def test_heartbeat_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["search", "--heartbeat", "0", "--no-mlflow"]) == 2
     assert "--heartbeat must be" in capsys.readouterr().err
+
+
+def test_a_worker_judged_dead_while_alive_goes_on_without_a_second_retry(tmp_path: Path) -> None:
+    """A lease renewal that came too late: another worker fails and re-enqueues the trial; the
+    slow worker's result is refused by the storage, and it simply takes the next trial."""
+    url = f"journal:{tmp_path / 'study.journal'}"
+    study = _study(tmp_path)
+    settle_target(study, 3, mode="create")
+    taken_over: list[int] = []
+
+    def slow(trial: optuna.Trial) -> float:
+        if not taken_over:
+            study._storage.set_trial_system_attr(trial._trial_id, LEASE_ATTR, Lease(
+                "another-host", 1, trial.number, time.time() - 1).__dict__)
+            taken_over.extend(reap_lost_trials(study, interval=60))
+        return _objective(trial)
+
+    run_until_target(study, slow, lock=lambda: storage_lock(url), target=3, interval=60)
+    trials = study.get_trials(deepcopy=False)
+    assert taken_over == [0]
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
+    assert [t.number for t in trials if t.system_attrs.get("retry_history")] == [1]

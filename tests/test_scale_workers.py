@@ -152,7 +152,7 @@ def test_postgres_workers_with_an_mlflow_server(tmp_path: Path, pg_url: str) -> 
     try:
         run = tmp_path / "run"
         logs = [tmp_path / f"w{i}.log" for i in range(4)]
-        args = ["--out", str(run), "--storage", pg_url, "--heartbeat", "5",
+        args = ["--out", str(run), "--storage", pg_url, "--heartbeat", "10",
                 "--tracking-uri", server.url]
         procs = [worker(args, log) for log in logs]
         client = MlflowClient(server.url)
