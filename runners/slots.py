@@ -158,7 +158,11 @@ def _lost_meanwhile(study: optuna.Study, trial: optuna.Trial | None) -> bool:
         frozen = study._storage.get_trial(trial._trial_id)
     except Exception:
         return False
-    return frozen.state == TrialState.FAIL and LOST_ATTR in frozen.system_attrs
+    if frozen.state != TrialState.FAIL:
+        return False
+    # failed by our reaper (LOST_ATTR), or by Optuna's heartbeat check on RDB (a retry exists)
+    return LOST_ATTR in frozen.system_attrs or frozen.number in RetryLostTrial.retried_numbers(
+        study.get_trials(deepcopy=False))
 
 
 def _retry_own(study: optuna.Study, trial: optuna.Trial | None, retry: RetryLostTrial) -> None:
