@@ -8,9 +8,12 @@ sanity checks, so hundreds of trials leave a clean terminal and an empty disk.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,9 +220,9 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     ours: list[L.Callback] = [] if max_seconds is None else [Deadline(max_seconds)]
     trainer = make_trainer(max_epochs=t.epochs, device=device, callbacks=ours + list(callbacks))
     started = time.perf_counter()
-    with warnings.catch_warnings():  # training without validation is on purpose here
+    with warnings.catch_warnings(), lightning_interrupt_as_keyboard_interrupt():
         warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
-        trainer.fit(module, train, val)
+        trainer.fit(module, train, val)  # training without validation is on purpose here
     seconds = time.perf_counter() - started
     if ours and ours[0].reached:  # type: ignore[attr-defined]
         stopped: str | None = "max_seconds"
@@ -228,6 +231,25 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     # Lightning's teardown hands the module back on the CPU; callers test it where it trained.
     model = module.model.to(device.torch_device).eval()
     return FitResult(model, module.history, seconds, stopped)
+
+
+@contextmanager
+def lightning_interrupt_as_keyboard_interrupt() -> Iterator[None]:
+    """Lightning answers a KeyboardInterrupt raised inside ``fit`` (a second Ctrl-C) by
+    ignoring SIGINT from then on and calling ``sys.exit(1)``, which would leave the trial
+    RUNNING and skip the summary. Give callers their KeyboardInterrupt back, with SIGINT's
+    handler as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit as exc:
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            raise  # not Lightning's Ctrl-C exit
+        signal.signal(signal.SIGINT, handler)
+        raise KeyboardInterrupt from exc
 
 
 def with_val_in_train(data: ImageSplits) -> ImageSplits:
