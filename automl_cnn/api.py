@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -33,6 +32,7 @@ from automl_cnn.checkpoint import WEIGHTS, load_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
 from automl_cnn.record import DATASET_ATTR, TrialRecord, load_config, read_study_info
+from automl_cnn.redact import require_password, without_password
 from automl_cnn.rundir import JOURNAL_PREFIX, RunDir
 from automl_cnn.shapes import InfeasibleArchitecture, plan_layers
 
@@ -127,12 +127,6 @@ class RunSource:
                         "--retrained).")
 
 
-def without_password(url: str) -> str:
-    """A storage URL fit to print or ship: ``postgresql://u:pw@h/db`` becomes
-    ``postgresql://u:***@h/db``."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
-
-
 def open_source(source: Source, *, study_name: str | None = None) -> RunSource:
     """Open a run directory, or a storage URL (with ``study_name`` when it holds several)."""
     if isinstance(source, RunSource):
@@ -156,7 +150,9 @@ def _open_run_dir(run_dir: Path, study_name: str | None) -> RunSource:
                         f"{path.name}. Pass the --out folder of a search.") from None
     except (json.JSONDecodeError, TypeError) as exc:
         raise UserError(f"{path} is not a readable search config ({exc}).") from None
-    url = rundir.storage_url(config.storage)
+    url = require_password(rundir.storage_url(config.storage), where=str(path), fix=(
+        "Pass the storage URL with its password instead of the run directory, e.g. "
+        "load_best('postgresql://user:PASSWORD@host/db', study_name=...) or --storage."))
     return _load(url, study_name or config.resolved_study_name, run_dir=run_dir)
 
 

@@ -132,9 +132,23 @@ class SearchConfig:
             raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED} (the range "
                             f"numpy and torch accept), but got {self.seed!r}.")
         _check_journal(self.storage)
+        if self.storage:
+            from automl_cnn.redact import require_password
+
+            require_password(self.storage, where="--storage", fix=(
+                "Put the password back in place of *** (or keep it in PGPASSWORD / ~/.pgpass "
+                "and leave it out of the URL)."))
         return self
 
     # -- serialisation ----------------------------------------------------------------------
+    def public(self) -> SearchConfig:
+        """This config as it may be written or shown: URLs without their passwords. The real
+        URLs live only in memory (and in what the user typed)."""
+        from automl_cnn.redact import without_password
+
+        return replace(self, storage=self.storage and without_password(self.storage),
+                       tracking_uri=self.tracking_uri and without_password(self.tracking_uri))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -234,7 +234,7 @@ def write_study_info(study: optuna.Study, *, config: SearchConfig | None = None,
                      identity: Mapping[str, Any] | None = None,
                      target: int | None = None) -> None:
     """Store the parts given (the others stay as they are) in ``study``."""
-    parts = {CONFIG_ATTR: config.to_dict() if config is not None else None,
+    parts = {CONFIG_ATTR: config.public().to_dict() if config is not None else None,
              DATASET_ATTR: dataset.to_dict() if dataset is not None else None,
              IDENTITY_ATTR: dict(identity) if identity is not None else None,
              TARGET_ATTR: target}

@@ -40,6 +40,17 @@ def has_masked_password(url: str | None) -> bool:
     return any(m["pw"] == MASK for m in matches)
 
 
+def require_password(url: str, *, where: str, fix: str) -> str:
+    """``url`` itself, or a :class:`UserError` when it is a stored form whose password was
+    masked (``where`` recorded it; ``fix`` says how to pass the real one)."""
+    if has_masked_password(url):
+        from automl_cnn.errors import UserError
+
+        raise UserError(f"{where} records the storage {url} without its password (automl-cnn "
+                        f"never stores one). {fix}")
+    return url
+
+
 def passwords(url: str) -> list[str]:
     """The passwords in ``url`` (as written and URL-decoded), to scrub from other text."""
     found = [m["pw"] for m in _USERINFO.finditer(url)] + [m["pw"] for m in _QUERY.finditer(url)]
@@ -60,4 +71,5 @@ def scrub(text: str, *urls: str | None) -> str:
     return without_password(text)
 
 
-__all__ = ["MASK", "has_masked_password", "passwords", "scrub", "without_password"]
+__all__ = ["MASK", "has_masked_password", "passwords", "require_password", "scrub",
+           "without_password"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl_cnn.errors import UserError
+from automl_cnn.redact import scrub, without_password
 from automl_cnn.rundir import JOURNAL_PREFIX
 
 if TYPE_CHECKING:
@@ -38,8 +39,9 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    shown = without_password(url)  # every message below: never the password
     if "://" not in url:
-        raise UserError(f"--storage {url!r} is not a storage URL. Use journal:PATH, "
+        raise UserError(f"--storage {shown!r} is not a storage URL. Use journal:PATH, "
                         "sqlite:///PATH, or postgresql://user@host:port/db.")
     try:
         # The heartbeat lets another process mark a crashed worker's trial as failed.
@@ -50,15 +52,15 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
                 heartbeat_stale_trial_callback=on_stale_trial,
                 engine_kwargs=_engine_kwargs(url))
     except ImportError as exc:
-        raise UserError(f"cannot open the study storage {url!r}: its database driver is not "
-                        f"installed ({exc.__cause__ or exc}). For PostgreSQL run "
+        raise UserError(f"cannot open the study storage {shown!r}: its database driver is "
+                        f"not installed ({exc.__cause__ or exc}). For PostgreSQL run "
                         "pip install 'automl-cnn[postgres]'; for MySQL, pip install pymysql."
                         ) from None
     except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot open the study storage {url!r}: {first}. Check that the "
-                        "database server is running and the URL (user, host, port, database) "
-                        "is right.") from None
+        raise UserError(f"cannot open the study storage {shown!r}: {scrub(first, url)}. "
+                        "Check that the database server is running and the URL (user, host, "
+                        "port, database) is right.") from None
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

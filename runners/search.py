@@ -21,12 +21,12 @@ from typing import Any
 import optuna
 
 from automl_cnn.atomic import write_text_atomic
-from automl_cnn.checkpoint import keep_best
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits, load_dataset
 from automl_cnn.device import Device, resolve_device
 from automl_cnn.errors import UserError
 from automl_cnn.record import DatasetInfo, enqueue_baseline, read_study_info, write_study_info
+from automl_cnn.redact import require_password, without_password
 from automl_cnn.results import ranked_trials, summarize
 from automl_cnn.rundir import RunDir
 from automl_cnn.search_spaces import SearchSpace, load_space
@@ -35,6 +35,7 @@ from automl_cnn.tracking import Tracker, make_tracker
 from automl_cnn.training import evaluate_checkpoint, silence_lightning
 
 from .join import check_join, study_identity
+from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
 from .progress import ProgressBar, poll_progress
 from .slots import read_target, run_until_target, settle_target
@@ -104,25 +105,25 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
     another worker did — under the storage lock, so exactly one creates it). A joining worker
     whose settings differ from the study's is refused (:func:`.join.check_join`)."""
     storage = search_storage(config.storage_url, heartbeat=config.heartbeat)
-    name = config.resolved_study_name
+    name, shown = config.resolved_study_name, without_password(config.storage_url)
     identity = study_identity(config, space, data)
     with storage_lock(config.storage_url, storage):
         exists = study_exists(storage, name)
         if exists and not (resume or join):
-            raise UserError(f"study {name!r} already exists in {config.storage_url}. Pass "
+            raise UserError(f"study {name!r} already exists in {shown}. Pass "
                             "--resume to add trials to it, --join to work on it with other "
                             "workers, or choose another --study-name.")
         if not exists and resume and config.storage is not None:
-            raise UserError(f"--resume: there is no study {name!r} in {config.storage_url}. "
+            raise UserError(f"--resume: there is no study {name!r} in {shown}. "
                             "Leave out --resume to create it, or pass --join.")
         try:
             study = open_study(config, space, create=not exists, storage=storage)
         except optuna.exceptions.DuplicatedStudyError:  # a worker without the lock made it
-            raise UserError(f"study {name!r} was just created in {config.storage_url} by "
+            raise UserError(f"study {name!r} was just created in {shown} by "
                             "another process. Run this worker with --join to share it.") from None
         if exists:
             check_join(read_study_info(study).identity, identity, study=name,
-                       where=config.storage_url)
+                       where=shown)
         else:
             _describe_new_study(study, space, data, identity)
         mode = "join" if join else "resume" if exists else "create"
@@ -147,7 +148,12 @@ def with_recorded_storage(config: SearchConfig, *, resume: bool) -> SearchConfig
         saved = json.loads(saved_path.read_text()).get("storage")
     except (OSError, json.JSONDecodeError):
         return config
-    return config.replace(storage=saved) if saved else config
+    if not saved:
+        return config
+    require_password(saved, where=str(saved_path), fix=(
+        "Pass --storage with the full URL (password included) to resume, or keep the password "
+        "in PGPASSWORD / ~/.pgpass and leave it out of the URL."))
+    return config.replace(storage=saved)
 
 
 @contextmanager
@@ -235,7 +241,7 @@ def _settings(config: SearchConfig, data: ImageSplits, device: Device) -> dict[s
 def _write_run_files(config: SearchConfig, run_dir: Path) -> None:
     rundir = RunDir(run_dir)
     rundir.path.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(rundir.config, config.to_json())
+    write_text_atomic(rundir.config, config.public().to_json())
     if not rundir.space.exists():
         shutil.copyfile(load_space(config.space).path, rundir.space)
 
@@ -245,10 +251,10 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
     """Evaluate the best kept model once on the test split and write ``summary.json``."""
     summary = summarize(study)
     summary.update(wall_seconds=round(wall, 3), interrupted=interrupted,
-                   run_dir=str(run_dir), storage=config.storage_url,
+                   run_dir=str(run_dir), storage=without_password(config.storage_url),
                    device=device.torch_device, test=None)
     rundir = RunDir(run_dir)
-    kept = keep_best(rundir.models, config.keep)
+    kept = kept_checkpoints(run_dir, config.keep)
     summary["kept_models"] = [str(p) for p in kept]
     ranked = ranked_trials(study)
     if ranked:

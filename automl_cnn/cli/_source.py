@@ -23,9 +23,11 @@ def source_from_args(args: argparse.Namespace) -> Any:
     from automl_cnn.api import latest_run_dir, open_source
     from automl_cnn.errors import UserError
 
+    from automl_cnn.redact import without_password
+
     if args.storage and args.run_dir:
-        raise UserError(f"pass either RUN_DIR ({args.run_dir}) or --storage ({args.storage}), "
-                        "not both.")
+        raise UserError(f"pass either RUN_DIR ({args.run_dir}) or --storage "
+                        f"({without_password(args.storage)}), not both.")
     if args.storage:
         return open_source(args.storage, study_name=args.study_name)
     run_dir = args.run_dir

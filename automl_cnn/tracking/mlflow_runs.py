@@ -23,9 +23,10 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from torch import nn
 
 from automl_cnn.errors import UserError
+from automl_cnn.redact import scrub, without_password
 from automl_cnn.tracking.champion import CHAMPION
 from automl_cnn.tracking.mlflow_store import (
-    SERVER_HINT, clip, global_tracking_uri, pip_requirements)
+    EXPERIMENT_KIND, SERVER_HINT, clip, global_tracking_uri, pip_requirements)
 
 ROLE, STUDY, TRIAL = "automl_cnn.role", "automl_cnn.study", "automl_cnn.trial"
 
@@ -33,24 +34,29 @@ ROLE, STUDY, TRIAL = "automl_cnn.role", "automl_cnn.study", "automl_cnn.trial"
 def open_experiment(client: MlflowClient, name: str, uri: str) -> str:
     """The id of experiment ``name``, created when missing; a :class:`UserError` when the store
     cannot be used or the experiment is deleted."""
+    shown = without_password(uri)
+    kind, training = EXPERIMENT_KIND  # MLflow's UI: a model-training experiment, not GenAI
     try:
         found = client.get_experiment_by_name(name)
         if found is None:
             try:
-                return client.create_experiment(name)
+                return client.create_experiment(name, tags={kind: training})
             except MlflowException as exc:  # another process created it just now
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 found = client.get_experiment_by_name(name)
+        if found.lifecycle_stage != "deleted" and kind not in found.tags:
+            client.set_experiment_tag(found.experiment_id, kind, training)  # an older one
     except MlflowException as exc:
-        raise UserError(f"cannot use the MLflow tracking store {uri}: "
-                        f"{str(exc).splitlines()[0]} {SERVER_HINT}") from None
+        raise UserError(f"cannot use the MLflow tracking store {shown}: "
+                        f"{scrub(str(exc).splitlines()[0], uri)} {SERVER_HINT}") from None
     except Exception as exc:  # sqlalchemy / OS errors for a bad local store
-        raise UserError(f"cannot open the MLflow tracking store {uri} "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                        f"). Check the path, or pass another --tracking-uri.") from None
+        first = scrub(str(exc).splitlines()[0], uri) if str(exc) else ""
+        raise UserError(f"cannot open the MLflow tracking store {shown} "
+                        f"({type(exc).__name__}: {first}). Check the path, or pass another "
+                        "--tracking-uri.") from None
     if found.lifecycle_stage == "deleted":
-        raise UserError(f"MLflow experiment {name!r} is deleted in {uri}. "
+        raise UserError(f"MLflow experiment {name!r} is deleted in {shown}. "
                         "Restore it (`mlflow experiments restore --experiment-id "
                         f"{found.experiment_id}`) or pass another --experiment.")
     return found.experiment_id

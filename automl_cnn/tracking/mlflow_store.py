@@ -21,6 +21,7 @@ import torch
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from automl_cnn.errors import UserError
+from automl_cnn.redact import scrub, without_password
 
 
 def import_pytorch_flavor() -> None:
@@ -57,9 +58,9 @@ def check_reachable(uri: str) -> None:
     except urllib.error.HTTPError:
         return  # it answered (a proxy without /health, an auth wall): the client decides
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        why = getattr(exc, "reason", exc)
-        raise UserError(f"cannot reach the MLflow tracking server {uri} ({why}); nothing "
-                        f"was trained. {SERVER_HINT}") from None
+        why = scrub(str(getattr(exc, "reason", exc)), uri)
+        raise UserError(f"cannot reach the MLflow tracking server {without_password(uri)} "
+                        f"({why}); nothing was trained. {SERVER_HINT}") from None
 
 
 @contextmanager
