@@ -61,7 +61,7 @@ def add_parser(sub: Any) -> None:
     tracking.add_argument("--experiment", default=None, help="MLflow experiment (default: study)")
     tracking.add_argument("--model-name", default=None,
                           help="registered model name (default: the study name)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, search_parser=p)  # the resume command reads its flags
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -101,28 +101,59 @@ def run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress)
     print_summary(outcome.summary)
     if config.mlflow:
+        from automl_cnn.redact import without_password
         from automl_cnn.tracking import resolve_tracking_uri
 
-        uri = resolve_tracking_uri(config.tracking_uri)
+        uri = without_password(resolve_tracking_uri(config.tracking_uri))
         print(f"MLflow runs: {uri} (experiment {config.experiment or outcome.study.study_name}); "
               f"browse them with: automl-cnn ui" + (f" --tracking-uri {uri}"
                                                     if config.tracking_uri else ""))
     if outcome.interrupted:
-        print(f"\nStopped early; every finished trial is kept. Resume with:\n  "
-              f"{resume_command(args)}")
+        command = resume_command(args)
+        print(f"\nStopped early; every finished trial is kept. Resume with:\n  {command}")
+        if "***" in command:
+            print("  (put the storage password back in place of ***)")
         return 130
     return 0
 
 
+#: Flags the resume command leaves out: how this run was started, not what it searches.
+NOT_RESUMED = {"resume", "join", "trials", "help"}
+
+
 def resume_command(args: argparse.Namespace) -> str:
-    words = ["automl-cnn", "search", "--trials", str(args.trials), "--dataset", args.dataset,
-             "--space", args.space]
-    for flag, value in (("--out", args.out), ("--study-name", args.study_name),
-                        ("--storage", args.storage), ("--image-size", args.image_size),
-                        ("--train-subset", args.train_subset)):
-        if value:
-            words += [flag, str(value)]
-    return shlex.join(words + ["--resume"])
+    """The command that continues this search exactly as it was asked for: every flag given
+    a non-default value (new flags included, read from the parser), the storage without
+    its password, then ``--resume`` (``--join`` for a joining worker).
+
+    Example:
+        >>> from automl_cnn.cli import build_parser
+        >>> args = build_parser().parse_args(["search", "--seed", "3", "--objective",
+        ...                                   "val_acc", "--objective", "params"])
+        >>> resume_command(args)
+        'automl-cnn search --trials 100 --objective val_acc --objective params --seed 3 --resume'
+    """
+    from automl_cnn.redact import without_password
+
+    words = ["automl-cnn", "search", "--trials", str(args.trials)]
+    for action in args.search_parser._actions:
+        if action.dest in NOT_RESUMED or not action.option_strings:
+            continue
+        value, default = getattr(args, action.dest), action.default
+        if isinstance(default, str) and action.type is not None:
+            default = action.type(default)  # --jobs auto parses to None
+        if value == default or value is None:
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, without_password(str(value)) if action.dest in (
+                "storage", "tracking_uri") else str(value)]
+    return shlex.join(words + ["--join" if args.join else "--resume"])
 
 
 def print_summary(summary: dict[str, Any], out: Any = None) -> None:
