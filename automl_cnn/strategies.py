@@ -66,13 +66,19 @@ SAMPLERS: dict[str, Callable[[int], Any]] = {
 def _median(max_epochs: int) -> optuna.pruners.BasePruner:
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    from automl_cnn.pruning import TrainedTrialsOnly
+
+    # Start-up trials are trained ones: infeasible architectures report no epoch.
+    return TrainedTrialsOnly(optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
 
 
 def _percentile(max_epochs: int) -> optuna.pruners.BasePruner:
     import optuna
 
-    return optuna.pruners.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=1)
+    from automl_cnn.pruning import TrainedTrialsOnly
+
+    return TrainedTrialsOnly(optuna.pruners.PercentilePruner(25.0, n_startup_trials=5,
+                                                             n_warmup_steps=1))
 
 
 def _halving(max_epochs: int) -> optuna.pruners.BasePruner:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import optuna
@@ -14,6 +15,8 @@ from automl_cnn.record import TrialRecord
 from automl_cnn.results import record_key, ranked_trials
 from automl_cnn.rundir import RunDir
 from automl_cnn.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 
 def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Module,
@@ -28,8 +31,26 @@ def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Modul
         data, study_name=study.study_name, trial=record.number, value=record.val_acc,
         val_loss=record.val_loss, values=record.values, objectives=config.objectives)
     rundir = RunDir(run_dir)
-    save_checkpoint(rundir.trial_folder(record.number), cpu_model, record.spec, meta)
-    keep_best(rundir.models, config.keep)
+    try:
+        save_checkpoint(rundir.trial_folder(record.number), cpu_model, record.spec, meta)
+        keep_best(rundir.models, config.keep)
+    except OSError as exc:  # a full disk, a read-only folder: the trial itself is done
+        log.warning("trial %d's weights could not be saved in %s (%s: %s); the trial stays "
+                    "complete and the search goes on. Free space there; `automl-cnn retrain` "
+                    "rebuilds weights from the architecture.", record.number, rundir.models,
+                    type(exc).__name__, exc)
     if not ranked or record_key(record) < record_key(ranked[0]):
         example = data.x_val[:4].float().div(255.0).cpu()
         tracker.new_best(record.number, float(record.val_acc or 0.0), cpu_model, example)
+
+
+def kept_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+    """The best ``keep`` checkpoints after eviction; none, with a warning, when the models
+    folder cannot be written (the summary and report still get written)."""
+    models = RunDir(run_dir).models
+    try:
+        return keep_best(models, keep)
+    except OSError as exc:
+        log.warning("cannot tidy the kept weights in %s (%s: %s)", models, type(exc).__name__,
+                    exc)
+        return []

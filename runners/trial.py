@@ -88,7 +88,7 @@ class TrialRunner:
                  stop: StopFlag | None = None) -> None:
         self.config, self.space, self.data, self.device = config, space, data, device
         self.tracker, self.run_dir = tracker, Path(run_dir)
-        self.stop = stop or StopFlag()
+        self.stop = stop if stop is not None else StopFlag()  # an unset flag is falsy
         self.prune = config.pruner != "none" and not config.multi_objective
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
@@ -137,6 +137,9 @@ class TrialRunner:
             raise
         except SearchInterrupted:
             self._end(trial, ended(Outcome.INTERRUPTED, self.stop.reason), started)
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, but leave a true record
+            self._end(trial, ended(Outcome.INTERRUPTED, "Ctrl-C twice"), started)
             raise
         except Exception as exc:  # a trial's bug or a CUDA OOM must not end the search
             reason = f"{type(exc).__name__}: {exc}"
