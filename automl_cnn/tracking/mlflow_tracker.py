@@ -41,13 +41,14 @@ from automl_cnn.arch import ArchSpec
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
 from automl_cnn.record import Outcome, TrialRecord
+from automl_cnn.redact import scrub, without_password
 from automl_cnn.shapes import LayerPlan
 from automl_cnn.tracking import Tracker, resolve_tracking_uri
 from automl_cnn.tracking.champion import LOSS_TAG, beats_champion, crown_best
 from automl_cnn.tracking.mlflow_runs import (
     ROLE, STUDY, TRIAL, attach_parent, check_model_name, create_parent, log_model, now_ms,
     open_experiment, study_parents, summary_metrics)
-from automl_cnn.tracking.mlflow_store import check_reachable, clip, quick_http
+from automl_cnn.tracking.mlflow_store import check_reachable, clip, dataset_input, quick_http
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ class MlflowTracker(Tracker):
         self.experiment = config.experiment or self.study
         self.model_name = config.model_name or self.study
         check_model_name(self.model_name)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        with quick_http():  # a fresh sqlite store is created here, quietly
+            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.dataset: Any = None  # the searched data as an MLflow dataset input
         self.parent_id: str | None = None
         self.runs: dict[int, str] = {}  # trial number -> open run id
         self._pending: dict[int, list[Param]] = {}  # params sent with the next batch
@@ -97,6 +100,9 @@ class MlflowTracker(Tracker):
             self.parent_id = (attach_parent(self.client, self.experiment_id, self.study)
                               or create_parent(self.client, self.experiment_id, self.study,
                                                settings))
+            self.dataset = dataset_input({"name": settings.get("dataset"), **{
+                k: settings.get(k) for k in ("input_shape", "classes")}})
+            self.client.log_inputs(self.parent_id, datasets=[self.dataset])
             atexit.register(self._at_exit)
 
     def start_trial(self, number: int, params: dict[str, Any]) -> None:
@@ -108,6 +114,8 @@ class MlflowTracker(Tracker):
             run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:03d}",
                                          tags=tags)
             self.runs[number] = run.info.run_id
+            if self.dataset is not None:  # names the data in the runs table's Dataset column
+                self.client.log_inputs(run.info.run_id, datasets=[self.dataset])
             self._sent_at[number] = time.monotonic()
             self._pending[number] = [Param(k, clip(v, MAX_PARAM_VAL_LENGTH))
                                      for k, v in params.items()]
@@ -238,7 +246,8 @@ class MlflowTracker(Tracker):
                     "every trial." if fatal else "Tracking goes on.")
             first = str(exc).splitlines()[0][:300] if str(exc) else ""
             log.warning("MLflow tracking at %s failed while %s (%s: %s). %s",
-                        self.uri, doing, type(exc).__name__, first, then)
+                        without_password(self.uri), doing, type(exc).__name__,
+                        scrub(first, self.uri), then)
 
     def _server_answers(self) -> bool:
         try:
