@@ -246,9 +246,9 @@ def lightning_interrupt_as_keyboard_interrupt() -> Iterator[None]:
     try:
         yield
     except SystemExit as exc:
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        if not isinstance(exc.__context__, KeyboardInterrupt):
             raise  # not Lightning's Ctrl-C exit
-        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGINT, handler)  # Lightning may have left it ignored
         raise KeyboardInterrupt from exc
 
 
