@@ -1,0 +1,41 @@
+"""Issue 13, items 15 and 16: MLflow's UI opens a search's experiment on its model-training
+view with each run naming its data, and a first search in a fresh folder keeps MLflow's own
+INFO lines ("Creating initial MLflow database tables...") off the terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from automl_cnn.cli.ui import TRAINING_VIEW, ui_link
+from automl_cnn.tracking.mlflow_store import EXPERIMENT_KIND
+
+
+def test_a_first_search_in_a_fresh_folder_keeps_mlflow_quiet_and_names_its_data(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        [sys.executable, "-m", "automl_cnn", "search", "--space", "tiny", "--trials", "1",
+         "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mlflow.db").exists()  # the store really was created by this search
+    for line in (done.stdout + done.stderr).splitlines():
+        assert " INFO " not in line and "database tables" not in line, line
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits-tiny")
+    assert experiment.tags[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2  # the study's parent run and trial-000
+    for run in runs:
+        (given,) = run.inputs.dataset_inputs
+        assert given.dataset.name == "digits" and given.dataset.digest
+        assert {t.key: t.value for t in given.tags} == {"mlflow.data.context": "training"}
+
+
+def test_the_ui_link_opens_the_model_training_view() -> None:
+    assert ui_link(5000) == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+    assert TRAINING_VIEW.endswith("workflowType=machine_learning")
