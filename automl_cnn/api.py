@@ -106,9 +106,22 @@ class RunSource:
         return [i for i, t in enumerate(self.ranked())
                 if (self.weights_folder(t.number) / WEIGHTS).exists()]
 
-    def checkpoint_for(self, rank: int) -> Path:
-        """The kept checkpoint folder of ``rank``; a clear error when the search dropped it."""
+    def final_folder(self) -> Path | None:
+        """The best trial fitted on train + validation after the search (``RUN_DIR/final``),
+        when the search made one."""
+        folder = RunDir(self.run_dir).final
+        if not (folder / WEIGHTS).exists():
+            return None
+        meta = json.loads((folder / "meta.json").read_text())
+        return folder if meta.get("trial") == self.trial(0).number else None
+
+    def checkpoint_for(self, rank: int, *, final: bool = True) -> Path:
+        """The kept checkpoint folder of ``rank`` (for rank 0, the final fit on train +
+        validation when there is one and ``final``); a clear error when the search dropped it."""
         trial = self.trial(rank)
+        fitted = self.final_folder() if final and rank == 0 else None
+        if fitted is not None:
+            return fitted
         folder = self.weights_folder(trial.number)
         if folder.exists():
             return folder
@@ -223,11 +236,13 @@ def build_for(spec: ArchSpec, input_shape: tuple[int, int, int], num_classes: in
 
 def load_best(source: Source, rank: int = 0, weights: bool = True, *,
               study_name: str | None = None, input_shape: tuple[int, int, int] | None = None,
-              device: str = "cpu") -> nn.Module:
+              device: str = "cpu", final: bool = True) -> nn.Module:
     """The ``rank``-th best architecture of a search as a ``torch.nn.Module`` in eval mode.
 
     ``weights=True`` loads the weights the search trained (kept for the best ``--keep``
-    trials); ``weights=False`` returns the untrained network. ``input_shape`` (C, H, W)
+    trials; for rank 0 of a search that ended with a final fit, the final model trained on
+    train + validation, or with ``final=False`` the search's own weights of that trial);
+    ``weights=False`` returns the untrained network. ``input_shape`` (C, H, W)
     rebuilds it for another input size (weights load only where their shapes still fit).
     Inputs are float images scaled to [0, 1]; outputs are logits.
 
@@ -243,7 +258,7 @@ def load_best(source: Source, rank: int = 0, weights: bool = True, *,
                       searched_on=src.input_shape)
     if not weights:
         return model.to(device).eval()
-    folder = src.checkpoint_for(rank)
+    folder = src.checkpoint_for(rank, final=final)
     saved, saved_spec, _ = load_checkpoint(folder)
     if saved_spec.blocks != spec.blocks or saved_spec.head != spec.head:
         raise UserError(f"the checkpoint {folder} holds another architecture than trial "

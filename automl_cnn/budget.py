@@ -96,14 +96,15 @@ class Budget:
 
     @classmethod
     def start(cls, total: float, *, final_share: float = FINAL_SHARE,
-              reserve: float | None = None,
+              reserve: float | None = None, started: float | None = None,
               clock: Callable[[], float] = time.monotonic) -> Budget:
+        """A budget of ``total`` seconds from ``started`` (a ``clock()`` reading; now)."""
         if not 0.0 <= final_share < 1.0:
             raise UserError(f"--final-share must be at least 0 and below 1, but got "
                             f"{final_share}. It is the share of --timeout given to the final "
                             "fit, e.g. 0.3.")
         kept = reserve_for(total) if reserve is None else reserve
-        return cls(total, clock(), final_share, kept, clock)
+        return cls(total, clock() if started is None else started, final_share, kept, clock)
 
     # -- fixed end points (clock readings) ----------------------------------------------------
     @property

@@ -75,6 +75,7 @@ class CheckpointMeta:
     flops: int | None = None
     search_test_acc: float | None = None
     source: str | None = None  # the study's storage, without its password
+    rung: int | None = None  # the fidelity-ladder rung ``value`` was earned at (None: no ladder)
     automl_cnn_version: str = field(default_factory=_version)
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,7 +229,7 @@ def _ranked_folders(root: Path) -> list[tuple[tuple[float, float, int], Path]]:
             meta = read_meta(folder)
             value = meta.get("value")
             key = rank_key(-math.inf if value is None else float(value), meta.get("val_loss"),
-                           int(meta.get("trial", 0)))
+                           int(meta.get("trial", 0)), int(meta.get("rung") or 0))
         except (CheckpointError, AttributeError, TypeError, ValueError) as exc:
             log.warning("ignoring kept weights %s: unreadable meta.json (%s)", folder, exc)
             continue

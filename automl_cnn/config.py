@@ -17,6 +17,7 @@ from automl_cnn.rundir import RunDir
 from automl_cnn.strategies import PRUNERS, SAMPLERS
 
 #: Objective name -> Optuna direction. Several objectives make a multi-objective study.
+LADDERS = ("auto", "off")
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
 #: Seeds numpy, torch and Lightning all accept (Lightning's ``seed_everything`` bound).
 MAX_SEED = 2**32 - 1
@@ -53,6 +54,9 @@ class SearchConfig:
     # storages); a dead worker's trial is failed and retried 3 × this later (at once on its host).
     heartbeat: int = 60
     jobs: int | None = None  # trials at once (worker processes); None: auto (runners/parallel)
+    final_share: float = 0.3  # of --timeout, for the final fit (automl_cnn.budget.FINAL_SHARE)
+    final_fit: bool = True  # retrain the winner on train + validation after the search
+    ladder: str = "auto"  # auto: a fidelity ladder when the budget needs one; off: never
 
     def __post_init__(self) -> None:
         # Accuracy is always the first objective: summaries, rankings and pruning read values[0].
@@ -117,6 +121,11 @@ class SearchConfig:
         if self.jobs is not None and (not isinstance(self.jobs, int) or self.jobs < 1):
             raise UserError(f"--jobs must be a positive whole number or auto, but got "
                             f"{self.jobs!r}. Leave it out (auto) to let the search choose.")
+        if not 0.0 <= self.final_share < 1.0:
+            raise UserError(f"--final-share must be at least 0 and below 1, but got "
+                            f"{self.final_share}. It is the share of --timeout given to the "
+                            "final fit, e.g. 0.3.")
+        _one_of("ladder", self.ladder, LADDERS)
         if self.keep < 1:
             raise UserError(f"--keep must be at least 1, but got {self.keep}.")
         for flag, value in (("--image-size", self.image_size),

@@ -190,8 +190,8 @@ def _outcome(trial: FrozenTrial, recorded: str | None) -> Outcome:
     state = trial.state.name
     if state in ("RUNNING", "WAITING"):
         return Outcome.RUNNING
-    if state == "PRUNED":
-        return Outcome.PRUNED
+    if state == "PRUNED":  # a trial the budget stopped is pruned to Optuna, interrupted here
+        return Outcome.INTERRUPTED if recorded == Outcome.INTERRUPTED.value else Outcome.PRUNED
     if recorded in OUTCOMES and recorded != Outcome.RUNNING.value:
         return Outcome(recorded)
     return Outcome.COMPLETE if state == "COMPLETE" else Outcome.FAILED

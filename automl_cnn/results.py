@@ -34,29 +34,51 @@ def study_counts(study: optuna.Study) -> dict[str, int]:
     return count_outcomes(outcome_of(t) for t in study.get_trials(deepcopy=False))
 
 
-def rank_key(val_acc: float, val_loss: float | None, number: int) -> tuple[float, float, int]:
-    """Sort key, best first: higher validation accuracy; on a tie (a small validation set often
-    has several perfect scores) lower validation loss; then the earlier trial."""
+RankKey = tuple[int, float, float, int]
+
+
+def rank_key(val_acc: float, val_loss: float | None, number: int, rung: int = 0) -> RankKey:
+    """Sort key, best first: the higher fidelity-ladder rung (scores compare like with like:
+    the same training images and epochs); then higher validation accuracy; on a tie (a small
+    validation set often has several perfect scores) lower validation loss; then the earlier
+    trial. The one ranking rule: trials, kept checkpoints and the champion all use it."""
     loss = float("inf") if val_loss is None or val_loss != val_loss else val_loss
-    return (-val_acc, loss, number)
+    return (-rung, -val_acc, loss, number)
 
 
-def record_key(record: TrialRecord) -> tuple[float, float, int]:
-    """:func:`rank_key` of a completed trial's record."""
+def rung_of(record: TrialRecord) -> int:
+    """The ladder rung ``record``'s score was earned at (0 outside a ladder)."""
+    fidelity = record.fidelity
+    return int(fidelity.rung or 0) if fidelity is not None else 0
+
+
+def record_key(record: TrialRecord) -> RankKey:
+    """:func:`rank_key` of a ranked trial's record."""
     return rank_key(record.val_acc if record.val_acc is not None else float("nan"),
-                    record.val_loss, record.number)
+                    record.val_loss, record.number, rung_of(record))
+
+
+def finished_a_rung(record: TrialRecord) -> bool:
+    """Whether ``record`` holds a comparable score: it completed, or it stopped on a ladder
+    rung (not promoted, or the budget ran out on the next one) after training all of it."""
+    if record.outcome == Outcome.COMPLETE:
+        return True
+    fidelity = record.fidelity
+    return (record.outcome in (Outcome.PRUNED, Outcome.INTERRUPTED) and fidelity is not None
+            and fidelity.epochs is not None and record.epochs_trained == fidelity.epochs)
 
 
 def rank(records: Iterable[TrialRecord]) -> list[TrialRecord]:
-    """Completed records, best first (see :func:`rank_key`)."""
-    return sorted((r for r in records if r.outcome == Outcome.COMPLETE), key=record_key)
+    """Completed records, and on a ladder every record that finished a rung, best first (see
+    :func:`rank_key`)."""
+    return sorted((r for r in records if finished_a_rung(r)), key=record_key)
 
 
 def ranked_trials(study: optuna.Study) -> list[TrialRecord]:
-    """The study's completed trials as records, best first (index = rank)."""
+    """The study's ranked trials as records, best first (index = rank)."""
     from optuna.trial import TrialState
 
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     return rank(TrialRecord.from_trial(t) for t in done)
 
 
@@ -109,7 +131,8 @@ def best_summary(best: TrialRecord) -> dict[str, Any]:
     return {
         "trial": best.number,
         "value": best.val_acc,
-        "values": list(best.values or ()),
+        "values": list(best.values or ([best.val_acc] if best.val_acc is not None else [])),
+        "rung": rung_of(best),
         "hyperparameters": dict(best.hyperparameters),
         "arch": best.spec.to_dict() if best.spec else None,
         "layer_plan": [dict(r) for r in plan.layer_plan] if plan else None,

@@ -10,6 +10,7 @@ Layout (``automl-cnn search --out RUN_DIR``)::
     summary.json      counts, best trial, test accuracy
     report.html       the offline Plotly report
     retrained/        trial-NNNN-seedS/ checkpoints from `automl-cnn retrain`
+    final/            the winner fitted on train + validation after the search (+ history.json)
 
 Example:
     >>> RunDir("runs/demo").trial_folder(7)
@@ -61,6 +62,11 @@ class RunDir:
     @property
     def retrained(self) -> Path:
         return self.path / "retrained"
+
+    @property
+    def final(self) -> Path:
+        """The final fit's checkpoint folder (``history.json`` beside the weights)."""
+        return self.path / "final"
 
     @property
     def journal_url(self) -> str:

@@ -25,6 +25,7 @@ from automl_cnn.rundir import RunDir
 
 from .arch_data import top_architectures
 from .data import trial_rows
+from .ladder import ladder_section
 from .sections import (
     Figure,
     Html,
@@ -61,6 +62,7 @@ def build_sections(study: optuna.Study, *, run_dir: Path | None = None, top_k: i
     sections = search_sections(rows, now=now, importance=importance)
     sections += architecture_sections(top, info.dataset)
     sections.append(network_section(top, Path(run_dir) if run_dir else None, info.config))
+    sections += ladder_section(study, Path(run_dir) if run_dir else None)
     return sections, snapshot_notice(study, rows, now)
 
 

@@ -12,7 +12,7 @@ from automl_cnn.checkpoint import CheckpointMeta, keep_best, save_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.record import TrialRecord
-from automl_cnn.results import record_key, ranked_trials
+from automl_cnn.results import ranked_trials, record_key, rung_of
 from automl_cnn.rundir import RunDir
 from automl_cnn.tracking import Tracker
 
@@ -29,7 +29,8 @@ def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Modul
     assert record.spec is not None and record.values is not None
     meta = CheckpointMeta.for_dataset(
         data, study_name=study.study_name, trial=record.number, value=record.val_acc,
-        val_loss=record.val_loss, values=record.values, objectives=config.objectives)
+        val_loss=record.val_loss, values=record.values, objectives=config.objectives,
+        rung=rung_of(record) if record.fidelity is not None else None)
     rundir = RunDir(run_dir)
     try:
         save_checkpoint(rundir.trial_folder(record.number), cpu_model, record.spec, meta)

@@ -179,6 +179,7 @@ def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threa
     stop = _SharedStop(stop_code)
     signal.signal(signal.SIGTERM, lambda *_: stop.set("SIGTERM"))
     runner, study, tracker = _worker_setup(config, index, stop)
+    runner.deadline = deadline  # a trial training at the search phase's end stops there
     status = "FINISHED"
     try:
         run_until_target(

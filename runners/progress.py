@@ -8,26 +8,30 @@ from typing import Any
 
 import optuna
 
+from automl_cnn.budget import Budget, format_duration
 from automl_cnn.results import ranked_trials, study_counts
 
 
 class ProgressBar:
     """An Optuna callback that advances a tqdm bar after each trial (stderr, one line)."""
 
-    def __init__(self, *, total: int | None, enabled: bool = True) -> None:
+    def __init__(self, *, total: int | None, enabled: bool = True,
+                 budget: Budget | None = None) -> None:
         from tqdm.auto import tqdm
 
+        self.budget = budget
         self.bar = tqdm(total=total, unit="trial", desc="search", file=sys.stderr,
                         disable=not enabled, dynamic_ncols=True, leave=True)
 
     def update(self, study: optuna.Study, _: Any) -> None:
         counts = study_counts(study)
         ranked = ranked_trials(study)
+        left = f"{format_duration(self.budget.search_left())} left " if self.budget else ""
         self.bar.set_postfix_str(
-            f"done={counts['complete']} pruned={counts['pruned']} "
+            left + f"done={counts['complete']} pruned={counts['pruned']} "
             f"infeasible={counts['infeasible']} failed={counts['failed']} "
             f"best={ranked[0].val_acc:.4f}" if ranked else
-            f"done=0 pruned={counts['pruned']} failed={counts['failed']}",
+            left + f"done=0 pruned={counts['pruned']} failed={counts['failed']}",
             refresh=False,
         )
         self.bar.update(1)

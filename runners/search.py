@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 
 from automl_cnn.atomic import write_text_atomic
+from automl_cnn.budget import Budget
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits, load_dataset
 from automl_cnn.device import Device, resolve_device
@@ -37,6 +38,7 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
+from .phases import SearchPlan, plan_search, rung_counts, run_final_fit
 from .progress import ProgressBar, poll_progress
 from .slots import read_target, run_until_target, settle_target
 from .storage_lock import storage_lock
@@ -178,8 +180,11 @@ def stop_on_signals(stop: StopFlag) -> Iterator[None]:
 
 def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False,
                progress: bool = True, tracker: Tracker | None = None,
-               on_ready: Callable[[SearchConfig], None] | None = None) -> SearchOutcome:
-    """Run ``config.trials`` more trials (or until ``config.timeout``) and summarise.
+               on_ready: Callable[[SearchConfig], None] | None = None,
+               started: float | None = None) -> SearchOutcome:
+    """Run ``config.trials`` more trials (or until ``config.timeout``), fit the winner on
+    train + validation, and summarise. ``config.timeout`` bounds all of it, from ``started``
+    (a ``time.monotonic()`` reading; default: now).
 
     Example:
         >>> outcome = run_search(SearchConfig(trials=3, space="tiny", out="runs/demo"))
@@ -187,6 +192,9 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
         True
     """
     silence_lightning()
+    budget = None if config.timeout is None else Budget.start(
+        config.timeout, final_share=config.final_share if config.final_fit else 0.0,
+        started=started)
     config = with_recorded_storage(config, resume=resume or join)
     space, data, device = prepare(config, resume=resume, join=join)
     # Before the study or any file exists: an unreachable tracking server fails here.
@@ -199,19 +207,26 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
         on_ready(config)
     stop = StopFlag()
     data = data.to(device.torch_device)  # once: trials and the final test batch from here
-    runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop)
+    began = time.perf_counter()
+    plan = plan_search(config, space, data, device, budget)
+    deadline = None if budget is None else time.time() + budget.search_left()
+    runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
+                         deadline=deadline, ladder=plan.ladder,
+                         images_per_second=plan.images_per_second)
     workers = plan_workers(config, device)
-    started = time.perf_counter()
-    bar = ProgressBar(total=config.trials, enabled=progress)
+    bar = ProgressBar(total=config.trials, enabled=progress, budget=budget)
     interrupted, status = False, "FINISHED"
     try:
         with stop_on_signals(stop):
             if workers.count > 1:  # N processes share the study; this one only watches
-                run_workers(config, workers, stop=stop, on_poll=poll_progress(study, bar))
+                searching = config if budget is None else config.replace(
+                    timeout=budget.search_left())  # workers stop at the search deadline
+                run_workers(searching, workers, stop=stop, on_poll=poll_progress(study, bar))
             else:
                 run_until_target(
                     study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
-                    target=read_target(study), interval=config.heartbeat, timeout=config.timeout,
+                    target=read_target(study), interval=config.heartbeat,
+                    timeout=budget.search_left() if budget else None,
                     stop=lambda: bool(stop), callbacks=[bar.update], catch=(TrialFailed,),
                     on_lost=tracker.close_lost_runs)
     except (SearchInterrupted, KeyboardInterrupt):
@@ -222,8 +237,13 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     finally:
         bar.close()
     interrupted = interrupted or bool(stop)
-    summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - started,
-                     interrupted=interrupted)
+    searched = time.perf_counter()
+    final = None if interrupted else run_final_fit(study, config, data, device, run_dir, budget,
+                                                   progress=progress, tracker=tracker)
+    phases = {"search": round(searched - began, 3),
+              "final_fit": round(time.perf_counter() - searched, 3)}
+    summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - began,
+                     interrupted=interrupted, final=final, plan=plan, phases=phases)
     tracker.end_search(status="KILLED" if interrupted else status, summary=summary)
     return SearchOutcome(study, summary, run_dir, interrupted)
 
@@ -247,12 +267,19 @@ def _write_run_files(config: SearchConfig, run_dir: Path) -> None:
 
 
 def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device: Device,
-           run_dir: Path, *, wall: float, interrupted: bool) -> dict[str, Any]:
-    """Evaluate the best kept model once on the test split and write ``summary.json``."""
+           run_dir: Path, *, wall: float, interrupted: bool, final: dict[str, Any] | None = None,
+           plan: SearchPlan | None = None,
+           phases: dict[str, float] | None = None) -> dict[str, Any]:
+    """Evaluate the final model (else the best kept one) once on the test split and write
+    ``summary.json``."""
+    began = time.perf_counter()
     summary = summarize(study)
     summary.update(wall_seconds=round(wall, 3), interrupted=interrupted,
                    run_dir=str(run_dir), storage=without_password(config.storage_url),
-                   device=device.torch_device, test=None)
+                   device=device.torch_device, test=None, timeout=config.timeout,
+                   ladder=plan.ladder.to_dict() if plan else None,
+                   images_per_second=plan.images_per_second if plan else None,
+                   rungs=rung_counts(study), final=final)
     rundir = RunDir(run_dir)
     kept = kept_checkpoints(run_dir, config.keep)
     summary["kept_models"] = [str(p) for p in kept]
@@ -260,13 +287,20 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
     if ranked:
         best_dir = rundir.trial_folder(ranked[0].number)
         if best_dir.exists():
-            summary["test"] = {"trial": ranked[0].number,
+            summary["test"] = {"trial": ranked[0].number, "model": "search",
                                **evaluate_checkpoint(best_dir, data, device)}
             summary["best_model_dir"] = str(best_dir)
+    if final:  # the model users get, tested as such; the search's own score kept beside it
+        summary["search_test"] = summary["test"]
+        summary["test"] = {"trial": final["trial"], "model": "final",
+                           **evaluate_checkpoint(Path(final["dir"]), data, device)}
+        summary["best_model_dir"] = final["dir"]
     from automl_cnn.dashboards.report import report_beside_run  # plotly: only when needed
 
     report = report_beside_run(study, run_dir)
     summary["report"] = str(report) if report else None
+    summary["phases"] = {**(phases or {}), "report": round(time.perf_counter() - began, 3)}
+    summary["wall_seconds"] = round(wall + summary["phases"]["report"], 3)
     write_text_atomic(rundir.summary, json.dumps(summary, indent=2, default=str))
     return summary
 

@@ -26,7 +26,9 @@ from optuna_integration import PyTorchLightningPruningCallback
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
+from automl_cnn.ladder import Ladder, Rung, promotable
 from automl_cnn.record import (
+    Fidelity,
     Outcome,
     PlanSummary,
     Timings,
@@ -40,6 +42,7 @@ from automl_cnn.shapes import InfeasibleArchitecture, LayerPlan, plan_layers
 from automl_cnn.tracking import Tracker
 from automl_cnn.training import EpochEnd, StopCheck, fit_spec
 
+from .climb import SLOW_FACTOR, BudgetSpent, RungTooSlow, rung_data, rung_scores, rung_time_cap
 from .keep import keep_if_good
 
 log = logging.getLogger(__name__)
@@ -85,11 +88,18 @@ class TrialRunner:
 
     def __init__(self, config: SearchConfig, space: SearchSpace, data: ImageSplits,
                  device: Device, *, tracker: Tracker, run_dir: Path,
-                 stop: StopFlag | None = None) -> None:
+                 stop: StopFlag | None = None, deadline: float | None = None,
+                 ladder: Ladder | None = None, images_per_second: float | None = None) -> None:
         self.config, self.space, self.data, self.device = config, space, data, device
         self.tracker, self.run_dir = tracker, Path(run_dir)
         self.stop = stop if stop is not None else StopFlag()  # an unset flag is falsy
         self.prune = config.pruner != "none" and not config.multi_objective
+        # The search phase's end (a time.time() reading): a trial training then is stopped.
+        self.deadline, self.images_per_second = deadline, images_per_second
+        self.ladder = ladder or Ladder.flat(len(data.y_train))
+        # Every trial trains a rung on the same class-balanced images (like with like).
+        self.rung_data = {r.index: rung_data(data, r, seed=config.seed)
+                          for r in self.ladder.rungs}
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         if self.stop:
@@ -123,18 +133,61 @@ class TrialRunner:
 
     def _train(self, trial: optuna.Trial, record: TrialRecord, plan: LayerPlan,
                started: float) -> list[float]:
+        """Climb the ladder: train each rung, report it (step = rung), stop unless promoted.
+        A flat ladder is one rung at the trial's own epochs, pruned by epoch as before."""
+        finished: TrialRecord | None = None  # the last rung trained to its end
+        for rung in self.ladder.rungs:
+            model, done = self._rung(trial, record, rung, started, finished)
+            if self.ladder.is_flat or rung.index == self.ladder.top:
+                break
+            trial.report(float(done.val_acc or 0.0), step=rung.index)
+            if not promotable(float(done.val_acc or 0.0), rung_scores(trial.study, rung.index),
+                              self.ladder.eta):
+                reason = f"not in the top 1/{self.ladder.eta} at rung {rung.index}"
+                self._end(trial, trained(done, list(done.history), done.timings.train_seconds,
+                                         Outcome.PRUNED, reason), started)
+                raise optuna.TrialPruned(reason)
+            finished = done
+        if not self.ladder.is_flat:
+            trial.report(float(done.val_acc or 0.0), step=rung.index)
+        values = objective_values(self.config, float(done.val_acc or 0.0), plan)
+        done = done.replace(values=tuple(values))
+        keep_if_good(trial.study, done, model, self.data, self.config, self.run_dir,
+                     self.tracker)
+        self._end(trial, done, started)
+        return values
+
+    def _rung(self, trial: optuna.Trial, record: TrialRecord, rung: Rung, started: float,
+              finished: TrialRecord | None) -> tuple[torch.nn.Module, TrialRecord]:
+        """Train one rung; the record it earned (outcome complete), or the trial ends here."""
         history: list[dict[str, float]] = []
-        callbacks = self._callbacks(trial, history)
+        if not self.ladder.is_flat:
+            data = self.rung_data[rung.index]
+            record = record.replace(fidelity=Fidelity(len(data.y_train), rung.epochs,
+                                                      rung.index))
         fit_started = time.perf_counter()
 
         def ended(outcome: Outcome, reason: str | None) -> TrialRecord:
             return trained(record, history, time.perf_counter() - fit_started, outcome, reason)
 
+        cap = rung_time_cap(rung, self.images_per_second)
         try:
-            model = self._fit(trial, record, callbacks)
+            model = self._fit(trial, record, rung, self._callbacks(trial, history, cap))
         except optuna.TrialPruned:
             self._end(trial, ended(Outcome.PRUNED, PRUNED_BECAUSE), started)
             raise
+        except RungTooSlow:
+            reason = f"rung {rung.index} ran past {cap:.0f}s, {SLOW_FACTOR:g}x its planned time"
+            self._end(trial, ended(Outcome.PRUNED, reason), started)
+            raise optuna.TrialPruned(reason) from None
+        except BudgetSpent:
+            # Kept with the last rung it finished, if any; to Optuna a pruned trial (its rung
+            # scores still teach the sampler); the search phase is over.
+            last = finished.replace(outcome=Outcome.INTERRUPTED, reason="budget") \
+                if finished is not None else ended(Outcome.INTERRUPTED, "budget")
+            self._end(trial, last, started)
+            trial.study.stop()
+            raise optuna.TrialPruned("budget") from None
         except SearchInterrupted:
             self._end(trial, ended(Outcome.INTERRUPTED, self.stop.reason), started)
             raise
@@ -146,33 +199,35 @@ class TrialRunner:
             log.warning("trial %d failed: %s", trial.number, reason)
             self._end(trial, ended(Outcome.FAILED, reason), started)
             raise TrialFailed(reason) from exc
-        val_acc = history[-1]["val_acc"] if history else 0.0
-        values = objective_values(self.config, val_acc, plan)
-        done = ended(Outcome.COMPLETE, None).replace(values=tuple(values))
-        keep_if_good(trial.study, done, model, self.data, self.config, self.run_dir,
-                     self.tracker)
-        self._end(trial, done, started)
-        return values
+        return model, ended(Outcome.COMPLETE, None)
 
-    def _callbacks(self, trial: optuna.Trial, history: list[dict[str, float]]) -> list[Any]:
-        """Epoch-end logging (which also collects the history), the Ctrl-C check, the pruner."""
+    def _callbacks(self, trial: optuna.Trial, history: list[dict[str, float]],
+                   cap: float | None) -> list[Any]:
+        """Epoch-end logging (which also collects the history), the Ctrl-C, budget and
+        slow-rung checks, and (without a ladder) the epoch pruner."""
         def epoch_end(row: dict[str, float]) -> None:
             history.append(dict(row))
             self.tracker.log_epoch(trial.number, int(row["epoch"]), {
                 k: row[k] for k in ("train_loss", "val_loss", "val_acc")})
 
+        began = time.perf_counter()
         callbacks: list[Any] = [
             EpochEnd(epoch_end),
             StopCheck(lambda: bool(self.stop), lambda: SearchInterrupted(self.stop.reason)),
+            StopCheck(lambda: self.deadline is not None and time.time() >= self.deadline,
+                      BudgetSpent),
+            StopCheck(lambda: cap is not None and time.perf_counter() - began > cap,
+                      RungTooSlow),
         ]
-        if self.prune:
+        if self.prune and self.ladder.is_flat:
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val_acc"))
         return callbacks
 
-    def _fit(self, trial: optuna.Trial, record: TrialRecord,
+    def _fit(self, trial: optuna.Trial, record: TrialRecord, rung: Rung,
              callbacks: list[Any]) -> torch.nn.Module:
         assert record.spec is not None
-        fit = fit_spec(record.spec, self.data, self.device, callbacks=callbacks,
+        fit = fit_spec(record.spec, self.rung_data[rung.index], self.device,
+                       callbacks=callbacks, epochs=rung.epochs,
                        seed=self.config.seed * 100_003 + trial.number)
         return fit.model
 

@@ -15,8 +15,19 @@ HELP = "run or resume an architecture search"
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("search", help=HELP, description=HELP.capitalize() + ".",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--trials", type=int, default=100, help="trials to run (more, on --resume)")
-    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--trials", type=int, default=None,
+                   help="trials to run (more, on --resume); default 100, or as many as "
+                        "--timeout allows")
+    p.add_argument("--timeout", default=None, metavar="DURATION",
+                   help="the whole command's wall budget: 90s, 20m, 1h30m (a plain number is "
+                        "seconds); split into search, final fit (--final-share) and report")
+    p.add_argument("--final-share", type=float, default=0.3, metavar="F",
+                   help="share of --timeout for the final fit of the winner on train+val")
+    p.add_argument("--no-final-fit", action="store_true",
+                   help="keep the search's own weights of the winner; no final fit")
+    p.add_argument("--ladder", default="auto", choices=("auto", "off"),
+                   help="fidelity ladder (more data and epochs for promoted trials) when "
+                        "--timeout needs one; off: every trial trains on the whole split")
     p.add_argument("--dataset", default="digits",
                    help="digits | shapes | clutter[:N] (built in), or a local dataset: mnist:DIR, "
                         "cifar10:DIR, cifar100:DIR, folder:DIR, npz:FILE")
@@ -65,10 +76,15 @@ def add_parser(sub: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
+    from automl_cnn.budget import parse_duration
     from automl_cnn.config import SearchConfig
 
+    timeout = None if args.timeout is None else parse_duration(args.timeout)
+    trials = args.trials if args.trials is not None else (None if timeout else 100)
     return SearchConfig(
-        trials=args.trials, timeout=args.timeout, dataset=args.dataset, space=args.space,
+        trials=trials, timeout=timeout, final_share=args.final_share,
+        final_fit=not args.no_final_fit, ladder=args.ladder, dataset=args.dataset,
+        space=args.space,
         sampler=args.sampler, pruner=args.pruner, storage=args.storage,
         study_name=args.study_name, seed=args.seed, device=args.device, out=args.out,
         objectives=tuple(args.objectives or ("val_acc",)), keep=args.keep,
@@ -90,6 +106,9 @@ def _jobs(text: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
+    started = time.monotonic()  # the budget covers the heavy imports below too
     config = config_from_args(args)
     config.check()  # fail on flags before the heavy imports below
     import optuna
@@ -98,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
     outcome = run_search(config, resume=args.resume, join=args.join,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, started=started)
     print_summary(outcome.summary)
     if config.mlflow:
         from automl_cnn.redact import without_password
@@ -135,7 +154,7 @@ def resume_command(args: argparse.Namespace) -> str:
     """
     from automl_cnn.redact import without_password
 
-    words = ["automl-cnn", "search", "--trials", str(args.trials)]
+    words = ["automl-cnn", "search", "--trials", str(args.trials or 100)]
     for action in args.search_parser._actions:
         if action.dest in NOT_RESUMED or not action.option_strings:
             continue
@@ -172,8 +191,11 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
         print(f"Best trial {best['trial']}: val_acc {best['value']:.4f}, "
               f"{best['params']:,} params, {best['flops']:,} FLOPs, "
               f"receptive field {best['receptive_field']}px", file=out)
+        print_budget(summary, out)
         if summary.get("test"):
-            print(f"Test accuracy of the best model (evaluated once): "
+            which = ("final model (trained on train + validation)"
+                     if summary["test"].get("model") == "final" else "best model")
+            print(f"Test accuracy of the {which}, evaluated once: "
                   f"{summary['test']['accuracy']:.4f}", file=out)
         print(format_plan_rows(best["layer_plan"]), file=out)
     run_dir = RunDir(summary["run_dir"])
@@ -182,4 +204,25 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
     if summary.get("report"):
         print(f"Report: {summary['report']}  (open it in a browser; works offline)", file=out)
     print(f"Study storage: {summary['storage']}", file=out)
+
+
+def print_budget(summary: dict[str, Any], out: Any) -> None:
+    """Phases' wall times, the ladder's rungs and the final fit, when there were any."""
+    phases = summary.get("phases") or {}
+    if summary.get("timeout") or summary.get("final"):
+        budget = f" of a {summary['timeout']:.0f}s budget" if summary.get("timeout") else ""
+        print(f"Wall time {summary['wall_seconds']:.1f}s{budget}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.1f}s" for k, v in phases.items()), file=out)
+    ladder = summary.get("ladder") or {}
+    rungs = ladder.get("rungs") or []
+    if len(rungs) > 1:
+        held = summary.get("rungs") or []
+        print("Fidelity ladder (eta 3): " + "; ".join(
+            f"rung {r['rung']}: {r['images']:,} images x {r['epochs']} epochs, "
+            f"{held[i] if i < len(held) else 0} trials" for i, r in enumerate(rungs)), file=out)
+    final = summary.get("final")
+    if final:
+        print(f"Final fit of trial {final['trial']}: {final['epochs']} epochs on "
+              f"{final['train_images']:,} train + validation images in {final['seconds']:.1f}s"
+              + (f" (stopped: {final['stopped']})" if final.get("stopped") else ""), file=out)
 

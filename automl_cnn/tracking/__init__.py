@@ -44,6 +44,11 @@ class Tracker:
         """Trials ``failed`` in the study: close any of their runs still open elsewhere (their
         worker died) as KILLED."""
 
+    def final_model(self, number: int, model: nn.Module, example: torch.Tensor, *,
+                    history: list[dict[str, float]]) -> None:
+        """``model`` is trial ``number``'s architecture fitted on train + validation after the
+        search (``history``: its per-epoch rows); it becomes the registered champion."""
+
     def end_search(self, *, status: str, summary: dict[str, Any]) -> None:
         """status is FINISHED, KILLED or FAILED."""
 

@@ -209,6 +209,26 @@ class MlflowTracker(Tracker):
                         RunTag(REASON, "its worker died; the trial was failed and retried once")])
                     self.client.set_terminated(run.info.run_id, "KILLED")
 
+    def final_model(self, number: int, model: nn.Module, example: torch.Tensor, *,
+                    history: list[dict[str, float]]) -> None:
+        if self._off():
+            return
+        with self._guard("logging the final model", stop_tracking=False):
+            run = self.client.create_run(self.experiment_id, run_name="final-fit", tags={
+                "mlflow.parentRunId": self.parent_id, STUDY: self.study, ROLE: "final",
+                TRIAL: str(number), STATE: "complete"})
+            run_id = run.info.run_id
+            now = _now()
+            self.client.log_batch(run_id, metrics=[
+                Metric("train_loss", float(r["train_loss"]), now, int(r["epoch"]))
+                for r in history if "train_loss" in r][:MAX_METRICS_PER_BATCH])
+            self._last_epoch[number] = len(history)
+            version = self._log_model(run_id, number, float("nan"), model, example)
+            self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+            self.client.set_terminated(run_id, "FINISHED")
+            self.client.log_batch(self.parent_id, tags=[
+                RunTag("automl_cnn.final_run_id", run_id)])
+
     def end_search(self, *, status: str, summary: dict[str, Any]) -> None:
         self._ended = True
         atexit.unregister(self._at_exit)

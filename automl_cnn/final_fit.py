@@ -1,0 +1,112 @@
+"""The final fit: the search's winner trained once more, on train + validation, for the time
+the budget kept for it.
+
+The search chose the architecture and its recipe on the validation split; once chosen, the
+validation images are just more training data, and the winner deserves a longer schedule than
+any one search trial could be given. The epochs are sized to fill the final share of the budget
+(``seconds / measured seconds per epoch``, capped) and the learning-rate schedule spans exactly
+those epochs; a deadline guard stops it if the machine is slower than measured. Without a time
+budget (``--trials N``), the winner is retrained for its own epoch count on train + validation:
+a near-tie on a small validation split is then settled by more data rather than by chance.
+
+Example:
+    >>> plan = plan_final_fit(seconds=120, epoch_seconds=4.0, spec_epochs=12)
+    >>> plan.epochs
+    30
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl_cnn.arch import ArchSpec
+
+if TYPE_CHECKING:
+    from automl_cnn.checkpoint import CheckpointMeta
+    from automl_cnn.data import ImageSplits
+    from automl_cnn.device import Device
+    from automl_cnn.training import FitResult
+
+HISTORY_FILE = "history.json"
+#: The stretched schedule never trains more than this many times the winner's own epochs:
+#: beyond it, a bigger budget buys little on a small set and risks a silent hour-long fit.
+MAX_EPOCH_FACTOR = 8
+MAX_EPOCHS = 200
+
+
+@dataclass(frozen=True)
+class FinalPlan:
+    """How long the final fit trains: ``epochs`` over train + validation, expected to take
+    ``epochs * epoch_seconds`` of the ``seconds`` it was given (``None``: no time budget)."""
+
+    epochs: int
+    epoch_seconds: float | None
+    seconds: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "epoch_seconds": self.epoch_seconds,
+                "seconds": self.seconds}
+
+
+def plan_final_fit(*, seconds: float | None, epoch_seconds: float | None,
+                   spec_epochs: int) -> FinalPlan:
+    """Epochs that fill ``seconds`` at ``epoch_seconds`` each, between 1 and
+    ``MAX_EPOCH_FACTOR`` × ``spec_epochs`` (and :data:`MAX_EPOCHS`). Without a budget or a
+    measured speed, the spec's own epochs."""
+    if seconds is None or not epoch_seconds:
+        return FinalPlan(spec_epochs, epoch_seconds, seconds)
+    cap = min(MAX_EPOCHS, MAX_EPOCH_FACTOR * spec_epochs)
+    fits = math.floor(seconds / epoch_seconds)
+    return FinalPlan(max(1, min(cap, fits)), epoch_seconds, seconds)
+
+
+def epoch_seconds_for(history: list[dict[str, float]], images_trained: int,
+                      images_final: int) -> float | None:
+    """Seconds one epoch over ``images_final`` images should take, from a trial's history
+    (its ``seconds`` column is cumulative) trained on ``images_trained`` images per epoch."""
+    if not history or not images_trained:
+        return None
+    per_epoch = float(history[-1]["seconds"]) / len(history)
+    return per_epoch * images_final / images_trained
+
+
+def fit_final(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
+              plan: FinalPlan, max_seconds: float | None,
+              on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
+    """Train ``spec`` on train + validation for ``plan.epochs`` (no validation, no pruning),
+    stopping after ``max_seconds`` at the latest."""
+    from automl_cnn.training import EpochEnd, fit_spec
+
+    callbacks = [EpochEnd(on_epoch)] if on_epoch else []
+    return fit_spec(spec, data, device, seed=seed, epochs=plan.epochs, train_split="train+val",
+                    val_split=None, callbacks=callbacks, max_seconds=max_seconds)
+
+
+def save_final(run_dir: Path, fit: FitResult, spec: ArchSpec, meta: CheckpointMeta,
+               plan: FinalPlan) -> Path:
+    """Checkpoint the final model in ``RUN_DIR/final`` (its spec holds the epochs trained) with
+    its learning curve beside it (``history.json``)."""
+    from automl_cnn.checkpoint import save_checkpoint
+    from automl_cnn.rundir import RunDir
+
+    trained = replace(spec, train=replace(spec.train, epochs=len(fit.history) or plan.epochs))
+    folder = save_checkpoint(RunDir(run_dir).final, fit.model.to("cpu"), trained, meta)
+    (folder / HISTORY_FILE).write_text(json.dumps(fit.history, indent=1))
+    return folder
+
+
+def read_final_history(run_dir: Path) -> list[dict[str, float]]:
+    """The final fit's per-epoch rows (``[]`` when the run has no final model)."""
+    from automl_cnn.rundir import RunDir
+
+    path = RunDir(run_dir).final / HISTORY_FILE
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+__all__ = ["FinalPlan", "epoch_seconds_for", "fit_final", "plan_final_fit",
+           "read_final_history", "save_final"]

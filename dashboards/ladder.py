@@ -1,0 +1,97 @@
+"""The report's budget section: the fidelity ladder (which trials each rung held, who was
+promoted) and the final fit's learning curve. Numbers first (:func:`rung_points`,
+:func:`final_curve`), drawn last (:func:`ladder_section`).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import plotly.graph_objects as go
+
+from automl_cnn.final_fit import read_final_history
+from automl_cnn.record import TrialRecord
+
+from .sections import Figure, Section
+
+
+@dataclass(frozen=True)
+class RungPoint:
+    """Trial ``trial``'s validation accuracy at rung ``rung``; ``promoted``: it went on."""
+
+    trial: int
+    rung: int
+    val_acc: float
+    promoted: bool
+
+
+def rung_points(trials: list[optuna.trial.FrozenTrial]) -> list[RungPoint]:
+    """One point per (trial, rung finished) of the trials that climbed a ladder."""
+    points = []
+    for t in trials:
+        fidelity = TrialRecord.from_trial(t).fidelity
+        if fidelity is None or not t.intermediate_values:
+            continue
+        trained = int(fidelity.rung or 0)  # the last rung it trained on
+        for step, value in sorted(t.intermediate_values.items()):
+            points.append(RungPoint(t.number, int(step), float(value), step < trained))
+    return points
+
+
+def final_curve(run_dir: Path | None) -> list[dict[str, float]]:
+    return read_final_history(Path(run_dir)) if run_dir else []
+
+
+def ladder_figure(points: list[RungPoint]) -> go.Figure:
+    fig = go.Figure()
+    for trial in sorted({p.trial for p in points}):
+        mine = [p for p in points if p.trial == trial]
+        fig.add_trace(go.Scatter(
+            x=[p.rung for p in mine], y=[p.val_acc for p in mine], mode="lines+markers",
+            name=f"trial {trial}", showlegend=False, line={"width": 1, "color": "#9aa5b1"},
+            marker={"size": 8, "symbol": ["circle" if p.promoted else "circle-open"
+                                          for p in mine], "color": "#1f6feb"},
+            hovertemplate=f"trial {trial}<br>rung %{{x}}<br>val_acc %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(title="Fidelity ladder: validation accuracy at each rung",
+                      xaxis={"title": "rung", "dtick": 1}, yaxis={"title": "val_acc"},
+                      template="plotly_white", height=420)
+    return fig
+
+
+def final_figure(rows: list[dict[str, float]]) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=[int(r["epoch"]) + 1 for r in rows],
+                               y=[r["train_loss"] for r in rows], mode="lines+markers",
+                               name="train loss"))
+    fig.update_layout(title="Final fit on train + validation: training loss per epoch",
+                      xaxis={"title": "epoch"}, yaxis={"title": "train loss"},
+                      template="plotly_white", height=360)
+    return fig
+
+
+def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
+    """The "Budget" section, or nothing when the search had neither a ladder nor a final fit."""
+    points = rung_points(study.get_trials(deepcopy=False))
+    rows = final_curve(run_dir)
+    if not points and not rows:
+        return []
+    section = Section("Budget: ladder and final fit")
+    if points:
+        top = max(p.rung for p in points)
+        held = [len({p.trial for p in points if p.rung == k}) for k in range(top + 1)]
+        section.intro = html.escape(
+            "Trials start on a small class-balanced share of the training images and few "
+            "epochs; the best third at each rung is promoted to more data. Rungs held "
+            + ", ".join(f"{n} (rung {k})" for k, n in enumerate(held))
+            + ". A filled marker went on to the next rung; a hollow one stopped there.")
+        section.items.append(Figure("ladder", ladder_figure(points)))
+    if rows:
+        section.items.append(Figure("final_fit", final_figure(rows),
+                                    f"{len(rows)} epochs over train + validation; this model "
+                                    "is the one tested, exported and loaded by load_best."))
+    return [section]
+
+
+__all__ = ["RungPoint", "final_curve", "ladder_section", "rung_points"]

@@ -1,0 +1,97 @@
+"""A trial's climb up the fidelity ladder: the data of each rung, the scores to beat, and the
+speed measurement the ladder is sized from.
+
+Every trial trains rung 0 on the same class-balanced subset of the training split (chosen with
+the search seed, so scores at a rung compare like with like), reports its validation accuracy
+with ``step = rung``, and goes on to the next rung only if it is in the top ``1/eta`` of those
+that finished the rung (:func:`automl_cnn.ladder.promotable`); each rung retrains from scratch
+on more images, so a rung's score never depends on the path that led there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import optuna
+import torch
+import torch.nn.functional as F
+from optuna.trial import TrialState
+
+from automl_cnn.arch import ArchSpec
+from automl_cnn.data import ImageSplits, make_batches
+from automl_cnn.data.registry import balanced_indices
+from automl_cnn.device import Device
+from automl_cnn.ladder import Rung
+from automl_cnn.model import build_model
+
+#: A rung that runs this many times longer than planned (plus a few seconds) is stopped: under
+#: a budget, a candidate that cannot train in its share is not a candidate.
+SLOW_FACTOR = 4.0
+SLOW_GRACE_S = 5.0
+
+
+class BudgetSpent(Exception):
+    """The search phase's deadline passed while a trial was training."""
+
+
+class RungTooSlow(Exception):
+    """A rung ran far past its planned time."""
+
+
+def rung_data(data: ImageSplits, rung: Rung, *, seed: int) -> ImageSplits:
+    """``data`` with its training split cut to ``rung.images`` class-balanced images (the same
+    images for every trial of a search); validation and test stay whole."""
+    if rung.images >= len(data.y_train):
+        return data
+    idx = balanced_indices(data.y_train.cpu().numpy(), rung.images, seed=seed)
+    rows = torch.from_numpy(idx.astype(np.int64)).to(data.y_train.device)
+    return replace(data, x_train=data.x_train[rows], y_train=data.y_train[rows])
+
+
+def rung_scores(study: optuna.Study, step: int) -> list[float]:
+    """Validation accuracies reported at ``step`` by every trial so far (running ones too)."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=states)
+            if step in t.intermediate_values]
+
+
+def rung_time_cap(rung: Rung, images_per_second: float | None) -> float | None:
+    if not images_per_second or rung.epochs is None:
+        return None
+    return SLOW_FACTOR * rung.resource / images_per_second + SLOW_GRACE_S
+
+
+def measure_speed(spec: ArchSpec, data: ImageSplits, device: Device, *, steps: int = 6,
+                  warmup: int = 1, max_seconds: float = 5.0) -> float:
+    """Training images per second of ``spec`` on ``data`` (forward, backward, SGD step on
+    augmented batches), timed over a few steps after a warm-up, and never for longer than
+    ``max_seconds`` (on a slow or busy machine, fewer steps are timed)."""
+    t = spec.train
+    torch.manual_seed(0)
+    model = build_model(spec, data.input_shape, data.num_classes).to(data.x_train.device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    batches = make_batches(data, "train", batch_size=t.batch_size, shuffle=True, seed=0,
+                           crop_padding=t.crop_padding, flip=t.flip, drop_last=False)
+    began = time.perf_counter()
+    started, seen = began, 0
+    for i, (x, y) in enumerate(batches):
+        if i == warmup:
+            _sync(device)
+            started, seen = time.perf_counter(), 0
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += len(y)
+        if i + 1 >= warmup + steps or time.perf_counter() - began > max_seconds:
+            break
+    _sync(device)
+    seconds = time.perf_counter() - started
+    return seen / seconds if seconds > 0 and seen else 0.0
+
+
+def _sync(device: Device) -> None:
+    if device.torch_device.startswith("cuda"):
+        torch.cuda.synchronize()

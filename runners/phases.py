@@ -1,0 +1,143 @@
+"""The phases of a budgeted search around ``study.optimize``: size the ladder before it, fit the
+winner after it.
+
+- :func:`plan_search` times a few training steps of each enqueued baseline (the search's
+  typical candidates) and sizes the fidelity ladder from that speed, the training split and
+  the seconds the search phase has (:func:`automl_cnn.ladder.plan_ladder`).
+- :func:`run_final_fit` trains the best trial's architecture on train + validation for the
+  epochs that fill the final share of the budget, and checkpoints it in ``RUN_DIR/final``.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from automl_cnn.budget import Budget, format_duration
+from automl_cnn.checkpoint import CheckpointMeta
+from automl_cnn.config import SearchConfig
+from automl_cnn.data import ImageSplits
+from automl_cnn.device import Device
+from automl_cnn.final_fit import epoch_seconds_for, fit_final, plan_final_fit, save_final
+from automl_cnn.ladder import Ladder, plan_ladder
+from automl_cnn.record import TrialRecord, records
+from automl_cnn.results import ranked_trials
+from automl_cnn.search_spaces import SearchSpace
+from automl_cnn.tracking import Tracker
+
+from .climb import measure_speed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """The ladder the search climbs and the speed it was sized from."""
+
+    ladder: Ladder
+    images_per_second: float | None
+    seconds: float  # spent measuring
+
+
+def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, device: Device,
+                budget: Budget | None) -> SearchPlan:
+    """Measure the baselines' training speed and size the ladder (flat without a budget)."""
+    n = len(data.y_train)
+    if budget is None or config.ladder == "off" or config.multi_objective:
+        why = "no time budget" if budget is None else "--ladder off"
+        return SearchPlan(Ladder.flat(n, why), None, 0.0)
+    started = time.perf_counter()
+    specs = [space.sample(optuna.trial.FixedTrial(b.params), flip_ok=data.flip_ok)
+             for b in space.baselines]
+    # At most 3 % of the search phase (and 10 s) goes to timing the baselines.
+    each = min(10.0, 0.03 * budget.search_left()) / max(1, len(specs))
+    speeds = [measure_speed(s, data, device, max_seconds=each) for s in specs] or [0.0]
+    epochs = [s.train.epochs for s in specs] or [space.max_epochs]
+    ips = statistics.fmean(speeds)  # the baselines stand for a typical candidate
+    ladder = plan_ladder(train_images=n, num_classes=data.num_classes,
+                         spec_epochs=max(epochs), search_seconds=budget.search_left(),
+                         images_per_second=ips)
+    log.info("ladder: %s (%.0f images/s)", ladder.to_dict(), ips)
+    return SearchPlan(ladder, ips, time.perf_counter() - started)
+
+
+def rung_counts(study: optuna.Study) -> list[int]:
+    """How many trials trained at each ladder rung (``[]`` without a ladder): a trial
+    promoted to rung 2 counts at rungs 0, 1 and 2."""
+    reached = [int(r.fidelity.rung or 0) for r in records(study) if r.fidelity is not None]
+    top = max(reached, default=-1)
+    return [sum(r >= k for r in reached) for k in range(top + 1)]
+
+
+def best_trial(study: optuna.Study) -> TrialRecord | None:
+    ranked = ranked_trials(study)
+    return ranked[0] if ranked else None
+
+
+def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
+                  device: Device, run_dir: Path, budget: Budget | None, *,
+                  progress: bool = True, tracker: Tracker | None = None
+                  ) -> dict[str, Any] | None:
+    """Fit the winner on train + validation; ``None`` when there is no winner or no time."""
+    best = best_trial(study)
+    if best is None or best.spec is None or not config.final_fit:
+        return None
+    spec = best.spec
+    seconds = budget.final_left() if budget is not None else None
+    images = best.fidelity.train_images if best.fidelity is not None else None
+    per_epoch = epoch_seconds_for([dict(r) for r in best.history],
+                                  int(images or len(data.y_train)),
+                                  len(data.y_train) + len(data.y_val))
+    plan = plan_final_fit(seconds=seconds, epoch_seconds=per_epoch,
+                          spec_epochs=spec.train.epochs)
+    if seconds is not None and per_epoch and seconds < per_epoch:
+        log.info("no time left for a final fit (%.1fs < one epoch %.1fs)", seconds, per_epoch)
+        return None
+    bar = _EpochBar(plan.epochs, budget, enabled=progress)
+    try:
+        fit = fit_final(spec, data, device, seed=config.seed, plan=plan, max_seconds=seconds,
+                        on_epoch=bar.update)
+    finally:
+        bar.close()
+    meta = CheckpointMeta.for_dataset(data, study_name=study.study_name, trial=best.number,
+                                      value=best.val_acc, trained_on="train+val")
+    folder = save_final(run_dir, fit, spec, meta, plan)
+    if tracker is not None:  # the final model becomes the registered champion
+        example = data.x_val[:4].float().div(255.0).cpu()
+        tracker.final_model(best.number, fit.model.to("cpu").eval(), example,
+                            history=fit.history)
+    return {"trial": best.number, "dir": str(folder), "epochs_planned": plan.epochs,
+            "epochs": len(fit.history), "seconds": round(fit.seconds, 3),
+            "stopped": fit.stopped_reason,
+            "train_images": len(data.y_train) + len(data.y_val),
+            "history": fit.history}
+
+
+class _EpochBar:
+    """``final fit 12/40 epochs · 4m left`` on stderr."""
+
+    def __init__(self, epochs: int, budget: Budget | None, *, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.budget = budget
+        self.bar = tqdm(total=epochs, unit="epoch", desc="final fit", file=sys.stderr,
+                        disable=not enabled, dynamic_ncols=True, leave=True)
+
+    def update(self, _: dict[str, float]) -> None:
+        if self.budget is not None:
+            self.bar.set_postfix_str(f"{format_duration(self.budget.left())} left",
+                                     refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+__all__ = ["SearchPlan", "best_trial", "plan_search", "rung_counts", "run_final_fit"]
