@@ -104,3 +104,26 @@ def test_promotion_keeps_the_top_third_of_those_finished() -> None:
     promoted = [s for s in scores if promotable(s, scores)]
     assert promoted == [0.7, 0.8, 0.9]
     assert promotable(0.9, [0.9, 0.9, 0.9])  # ties at the bar go on
+
+
+def test_final_fit_fills_its_share_within_caps() -> None:
+    from automl_cnn.final_fit import MAX_EPOCH_FACTOR, epoch_seconds_for, plan_final_fit
+
+    assert plan_final_fit(seconds=120, epoch_seconds=4.0, spec_epochs=12).epochs == 30
+    assert plan_final_fit(seconds=1e6, epoch_seconds=1.0, spec_epochs=4).epochs == \
+        MAX_EPOCH_FACTOR * 4
+    assert plan_final_fit(seconds=2, epoch_seconds=4.0, spec_epochs=12).epochs == 1
+    assert plan_final_fit(seconds=None, epoch_seconds=None, spec_epochs=12).epochs == 12
+    # A rung of 1,000 images took 2 s per epoch: 3,000 images take 6 s.
+    history = [{"seconds": 2.0}, {"seconds": 4.0}]
+    assert epoch_seconds_for(history, 1000, 3000) == pytest.approx(6.0)
+
+
+def test_a_bad_timeout_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from automl_cnn.cli import main
+
+    assert main(["search", "--timeout", "20x", "--no-mlflow"]) == 2
+    err = capsys.readouterr().err
+    assert "--timeout '20x' is not a duration" in err and "Traceback" not in err
+    assert main(["search", "--timeout", "1m", "--final-share", "1.5", "--no-mlflow"]) == 2
+    assert "--final-share" in capsys.readouterr().err

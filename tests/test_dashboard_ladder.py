@@ -1,0 +1,44 @@
+"""The report's budget section: rung points as numbers, then a figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+
+from automl_cnn.record import Fidelity, Outcome, TrialRecord, record_attrs
+from automl_cnn.rundir import RunDir
+from automl_cnn.dashboards.ladder import final_curve, ladder_section, rung_points
+
+
+def _trial(number: int, scores: list[float], rung: int, state: str) -> optuna.trial.FrozenTrial:
+    record = TrialRecord(number=number, outcome=Outcome(state),
+                         fidelity=Fidelity(100 * 3 ** rung, 2, rung))
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE if state == "complete"
+        else optuna.trial.TrialState.PRUNED,
+        value=scores[-1] if state == "complete" else None,
+        intermediate_values=dict(enumerate(scores)), user_attrs=record_attrs(record))
+
+
+def test_rung_points_mark_who_was_promoted(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0, [0.5, 0.7], 1, "complete"))
+    study.add_trial(_trial(1, [0.4], 0, "pruned"))
+    points = rung_points(study.get_trials())
+    assert [(p.trial, p.rung, p.promoted) for p in points] == [
+        (0, 0, True), (0, 1, False), (1, 0, False)]
+    final = RunDir(tmp_path).final
+    final.mkdir(parents=True)
+    (final / "history.json").write_text(json.dumps([{"epoch": 0, "train_loss": 1.0}]))
+    assert final_curve(tmp_path) == [{"epoch": 0, "train_loss": 1.0}]
+    [section] = ladder_section(study, tmp_path)
+    assert [item.name for item in section.items] == ["ladder", "final_fit"]
+    assert "2 (rung 0), 1 (rung 1)" in section.intro
+
+
+def test_no_section_for_a_plain_search(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.9))
+    assert ladder_section(study, tmp_path) == []
