@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
+
+import lightning.pytorch as L
 
 import numpy as np
 import optuna
@@ -34,6 +37,22 @@ SLOW_GRACE_S = 5.0
 
 class BudgetSpent(Exception):
     """The search phase's deadline passed while a trial was training."""
+
+
+class DeadlineCheck(L.Callback):
+    """Raises :class:`BudgetSpent` once ``time.time()`` passes ``deadline``: checked before
+    training starts and around every training and validation batch, so a trial that starts
+    (or validates) at the deadline stops within one batch."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def _check(self, *_: Any) -> None:
+        if self.deadline is not None and time.time() >= self.deadline:
+            raise BudgetSpent
+
+    on_train_start = on_train_batch_start = on_train_batch_end = _check
+    on_validation_batch_start = _check
 
 
 class RungTooSlow(Exception):

@@ -208,6 +208,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     stop = StopFlag()
     data = data.to(device.torch_device)  # once: trials and the final test batch from here
     began = time.perf_counter()
+    budget = budget.after_startup() if budget else None  # a slow start means a slow end
     plan = plan_search(config, space, data, device, budget)
     deadline = None if budget is None else time.time() + budget.search_left()
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,

@@ -42,7 +42,15 @@ from automl_cnn.shapes import InfeasibleArchitecture, LayerPlan, plan_layers
 from automl_cnn.tracking import Tracker
 from automl_cnn.training import EpochEnd, StopCheck, fit_spec
 
-from .climb import SLOW_FACTOR, BudgetSpent, RungTooSlow, rung_data, rung_scores, rung_time_cap
+from .climb import (
+    SLOW_FACTOR,
+    BudgetSpent,
+    DeadlineCheck,
+    RungTooSlow,
+    rung_data,
+    rung_scores,
+    rung_time_cap,
+)
 from .keep import keep_if_good
 
 log = logging.getLogger(__name__)
@@ -172,6 +180,8 @@ class TrialRunner:
 
         cap = rung_time_cap(rung, self.images_per_second)
         try:
+            if self.deadline is not None and time.time() >= self.deadline:
+                raise BudgetSpent  # before a Trainer is even built
             model = self._fit(trial, record, rung, self._callbacks(trial, history, cap))
         except optuna.TrialPruned:
             self._end(trial, ended(Outcome.PRUNED, PRUNED_BECAUSE), started)
@@ -214,8 +224,7 @@ class TrialRunner:
         callbacks: list[Any] = [
             EpochEnd(epoch_end),
             StopCheck(lambda: bool(self.stop), lambda: SearchInterrupted(self.stop.reason)),
-            StopCheck(lambda: self.deadline is not None and time.time() >= self.deadline,
-                      BudgetSpent),
+            DeadlineCheck(self.deadline),
             StopCheck(lambda: cap is not None and time.perf_counter() - began > cap,
                       RungTooSlow),
         ]

@@ -127,3 +127,13 @@ def test_a_bad_timeout_is_one_clear_error(capsys: pytest.CaptureFixture[str]) ->
     assert "--timeout '20x' is not a duration" in err and "Traceback" not in err
     assert main(["search", "--timeout", "1m", "--final-share", "1.5", "--no-mlflow"]) == 2
     assert "--final-share" in capsys.readouterr().err
+
+
+def test_a_slow_start_grows_the_reserve() -> None:
+    now = [0.0]
+    budget = Budget.start(120, final_share=0.3, clock=lambda: now[0])
+    assert budget.after_startup().reserve == budget.reserve  # a quick start changes nothing
+    now[0] = 90.0  # imports and data took 90 s on a busy machine
+    assert budget.after_startup().reserve == pytest.approx(13.5)
+    now[0] = 1000.0
+    assert budget.after_startup().reserve == pytest.approx(30.0)  # at most a quarter
