@@ -40,7 +40,7 @@ ARMS = ("a", "b", "c", "d", "a/3")
 def search_cmd(arm: str, dataset: str, budget: float, seed: int, out: Path) -> list[str]:
     cmd = [sys.executable, "-m", "automl_cnn", "search", "--dataset", dataset, "--seed",
            str(seed), "--timeout", f"{budget:g}", "--out", str(out), "--no-progress",
-           "--no-mlflow"]
+           "--no-mlflow", "--jobs", "1"]
     if arm == "b":
         cmd += ["--ladder", "off", "--no-final-fit"]
     if arm == "d":
@@ -114,7 +114,7 @@ def baseline_alone(index: int, dataset: str, seed: int, budget: float, out: Path
     plan = plan_final_fit(seconds=budget_.final_left(), epoch_seconds=images / ips,
                           spec_epochs=spec.train.epochs)
     fit = fit_final(spec, data, device, seed=seed, plan=plan, max_seconds=budget_.final_left())
-    test = evaluate(fit.model, data.x_test, data.y_test)["accuracy"]
+    test = evaluate(fit.model.to(data.x_test.device), data.x_test, data.y_test)["accuracy"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps({"test": test, "epochs": len(fit.history),
                                                  "planned": plan.epochs}))
@@ -155,6 +155,9 @@ def main() -> None:
     p.add_argument("--digits-budget", type=float, default=60, help="0: skip digits")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--out", default="bench-budget")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="runs at once (a GPU machine: several processes share the GPU; every "
+                        "arm shares it alike). 1 on a CPU, where runs would fight for cores")
     p.add_argument("--baseline-run", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--budget", type=float, default=0, help=argparse.SUPPRESS)
@@ -170,21 +173,30 @@ def main() -> None:
         plan.append(("digits", args.digits_budget))
     rows: list[dict[str, Any]] = []
     log = root / "runs.jsonl"
+    jobs = []
     for dataset, budget in plan:
         for seed in range(max(args.seeds_ac, args.seeds_bd)):  # arms interleaved per seed
             for arm in arms:
                 seeds = args.seeds_ac if arm in ("a", "c") else args.seeds_bd
-                if seed >= seeds:
-                    continue
-                new = (baseline_rows(dataset, budget, seed, root) if arm == "c" else
-                       [search_row(arm, dataset, budget / 3 if arm == "a/3" else budget,
-                                   seed, root)])
-                for r in new:
-                    r["budget"] = budget  # a/3 is listed under the budget it is compared at
-                    print(json.dumps(r), flush=True)
-                    with log.open("a") as f:
-                        f.write(json.dumps(r) + "\n")
-                rows += new
+                if seed < seeds:
+                    jobs.append((arm, dataset, budget, seed))
+
+    def one(job: tuple[str, str, float, int]) -> list[dict[str, Any]]:
+        arm, dataset, budget, seed = job
+        new = (baseline_rows(dataset, budget, seed, root) if arm == "c" else
+               [search_row(arm, dataset, budget / 3 if arm == "a/3" else budget, seed, root)])
+        for r in new:
+            r["budget"] = budget  # a/3 is listed under the budget it is compared at
+            print(json.dumps(r), flush=True)
+            with log.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+        return new
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        for new in pool.map(one, jobs):
+            rows += new
     print(table(rows))
     print(f"\nmachine: {os.cpu_count()} CPUs; load average at the end "
           f"{os.getloadavg()[0]:.1f} (shared with other work)")
