@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ARMS = ("a", "b", "c", "d", "a/3")
+BASELINES = 2  # the default space's enqueued baselines
 
 
 def search_cmd(arm: str, dataset: str, budget: float, seed: int, out: Path) -> list[str]:
@@ -73,11 +74,14 @@ def search_row(arm: str, dataset: str, budget: float, seed: int, root: Path) -> 
             "final_epochs": (summary.get("final") or {}).get("epochs")}
 
 
-def baseline_rows(dataset: str, budget: float, seed: int, root: Path) -> list[dict[str, Any]]:
+def baseline_rows(dataset: str, budget: float, seed: int, root: Path,
+                  only: int | None = None) -> list[dict[str, Any]]:
     from automl_cnn.search_spaces import load_space
 
     rows = []
     for i, b in enumerate(load_space("default").baselines):
+        if only is not None and i != only:
+            continue
         out = root / f"{dataset}-{budget:g}-c{i}-s{seed}"
         cmd = [sys.executable, __file__, "--baseline-run", str(i), "--dataset", dataset,
                "--seed", str(seed), "--budget", f"{budget:g}", "--out", str(out)]
@@ -178,12 +182,13 @@ def main() -> None:
         for seed in range(max(args.seeds_ac, args.seeds_bd)):  # arms interleaved per seed
             for arm in arms:
                 seeds = args.seeds_ac if arm in ("a", "c") else args.seeds_bd
-                if seed < seeds:
-                    jobs.append((arm, dataset, budget, seed))
+                if seed < seeds:  # (c): one job per baseline
+                    jobs += [(arm, dataset, budget, seed, i)
+                             for i in (range(BASELINES) if arm == "c" else [None])]
 
-    def one(job: tuple[str, str, float, int]) -> list[dict[str, Any]]:
-        arm, dataset, budget, seed = job
-        new = (baseline_rows(dataset, budget, seed, root) if arm == "c" else
+    def one(job: tuple[str, str, float, int, int | None]) -> list[dict[str, Any]]:
+        arm, dataset, budget, seed, index = job
+        new = (baseline_rows(dataset, budget, seed, root, index) if arm == "c" else
                [search_row(arm, dataset, budget / 3 if arm == "a/3" else budget, seed, root)])
         for r in new:
             r["budget"] = budget  # a/3 is listed under the budget it is compared at
