@@ -17,7 +17,7 @@ Example:
     >>> ladder = plan_ladder(train_images=50_000, num_classes=10, spec_epochs=12,
     ...                      search_seconds=600, images_per_second=1500)
     >>> [(r.images, r.epochs) for r in ladder.rungs]
-    [(4166, 2), (12500, 2), (37500, 2), (50000, 4)]
+    [(1388, 2), (4166, 2), (12500, 2), (37500, 2)]
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def plan_ladder(*, train_images: int, num_classes: int, spec_epochs: int,
     """The rungs a search of ``search_seconds`` should climb (see the module docstring).
 
     ``spec_epochs`` is a typical trial's epoch count (a baseline's); ``images_per_second`` the
-    measured training speed of a typical candidate. The top rung is the whole training split,
-    for as many epochs as a share of the search affords (at most ``spec_epochs``); each rung
+    measured training speed of a typical candidate. The top rung is what about ``eta`` full
+    trials' share of the search affords (up to the whole split for ``spec_epochs``); each rung
     below costs ``1/eta`` of the next, spent on fewer images rather than fewer epochs (down to
     :data:`MIN_EPOCHS`), since fresh images teach more than repeated ones.
     """
@@ -105,12 +105,14 @@ def plan_ladder(*, train_images: int, num_classes: int, spec_epochs: int,
     floor = MIN_IMAGES_PER_CLASS * num_classes * MIN_EPOCHS  # the smallest useful rung
     for rungs in range(max_rungs, 1, -1):
         # Each rung of a full ASHA bracket costs about the same in total (eta times the
-        # trials at 1/eta the resource), so the top rung gets 1/rungs of the search.
-        top = min(full, affordable / rungs)
+        # trials at 1/eta the resource). Sized so that about eta trials reach the top rung
+        # (the top rung costs 1/(eta * rungs) of the search): with room for one only, the
+        # first trial (always promoted while it is the best so far) took the whole search.
+        top = min(full, affordable / (eta * rungs))
         if top / eta ** (rungs - 1) >= floor:
             break
     else:
-        rungs, top = 1, min(full, affordable)
+        rungs, top = 1, min(full, affordable / eta)
     sizes = [_rung_size(top / eta ** (rungs - 1 - k), train_images, spec_epochs, num_classes)
              for k in range(rungs)]
     return Ladder(tuple(Rung(k, n, e) for k, (n, e) in enumerate(sizes)), eta,

@@ -42,6 +42,8 @@ def search_cmd(arm: str, dataset: str, budget: float, seed: int, out: Path) -> l
     cmd = [sys.executable, "-m", "automl_cnn", "search", "--dataset", dataset, "--seed",
            str(seed), "--timeout", f"{budget:g}", "--out", str(out), "--no-progress",
            "--no-mlflow", "--jobs", "1"]
+    if "@" in arm:  # "a@0.5": the ladder arm with --final-share 0.5
+        cmd += ["--final-share", arm.split("@")[1]]
     if arm == "b":
         cmd += ["--ladder", "off", "--no-final-fit"]
     if arm == "d":
@@ -59,7 +61,7 @@ def run(cmd: list[str], out: Path) -> tuple[float, int]:
 
 
 def search_row(arm: str, dataset: str, budget: float, seed: int, root: Path) -> dict[str, Any]:
-    out = root / f"{dataset}-{budget:g}-{arm.replace('/', '_')}-s{seed}"
+    out = root / f"{dataset}-{budget:g}-{arm.replace('/', '_').replace('@', '_')}-s{seed}"
     wall, code = run(search_cmd(arm, dataset, budget, seed, out), out)
     summary = json.loads((out / "summary.json").read_text()) if code == 0 else {}
     test = (summary.get("test") or {}).get("accuracy")
@@ -128,7 +130,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| set | budget | arm | runs | test acc (mean ± std) | wall s (each) | notes |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     keys = sorted({(r["dataset"], r["budget"], r["arm"]) for r in rows},
-                  key=lambda k: (k[0], k[1], ARMS.index(k[2])))
+                  key=lambda k: (k[0], k[1], k[2]))
     for dataset, budget, arm in keys:
         mine = [r for r in rows if (r["dataset"], r["budget"], r["arm"]) == (dataset, budget, arm)]
         if arm == "c":  # the better baseline per seed (an oracle pick, favouring this arm)
@@ -181,7 +183,7 @@ def main() -> None:
     for dataset, budget in plan:
         for seed in range(max(args.seeds_ac, args.seeds_bd)):  # arms interleaved per seed
             for arm in arms:
-                seeds = args.seeds_ac if arm in ("a", "c") else args.seeds_bd
+                seeds = args.seeds_ac if arm[0] in ("a", "c") and arm != "a/3" else args.seeds_bd
                 if seed < seeds:  # (c): one job per baseline
                     jobs += [(arm, dataset, budget, seed, i)
                              for i in (range(BASELINES) if arm == "c" else [None])]

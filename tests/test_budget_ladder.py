@@ -67,20 +67,20 @@ def test_no_budget_means_no_ladder() -> None:
     assert ladder.is_flat
 
 
-def test_a_60k_set_is_laddered_up_to_the_whole_split() -> None:
+def test_a_60k_set_is_laddered() -> None:
     # 60k images at ~1,000 images/s: a 20-minute search affords ~1.2 full trials.
     ladder = plan_ladder(train_images=60_000, num_classes=10, spec_epochs=12,
                          search_seconds=840, images_per_second=1000)
     assert not ladder.is_flat and len(ladder.rungs) >= 3
     sizes = [r.resource for r in ladder.rungs]
-    assert ladder.rungs[-1].images == 60_000
+    assert ladder.rungs[-1].images >= 0.3 * 60_000
     assert ladder.rungs[0].images >= 50 * 10
     for low, high in zip(sizes, sizes[1:]):  # each rung costs about eta times the one below
         assert 2 <= high / low <= 4.5
     # The whole bracket (eta^k trials at rung 0 ... 1 at the top) fits the search phase.
     n = len(ladder.rungs)
     bracket = sum(ETA ** (n - 1 - r.index) * r.resource for r in ladder.rungs)
-    assert bracket <= 1.3 * 840 * 1000
+    assert bracket <= 1.3 * 840 * 1000 / ETA  # ~eta such brackets fit: eta trials at the top
 
 
 def test_slower_training_means_smaller_rungs() -> None:
