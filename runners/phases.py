@@ -112,7 +112,7 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
     if tracker is not None:  # the final model becomes the registered champion
         example = data.x_val[:4].float().div(255.0).cpu()
         tracker.final_model(best.number, fit.model.to("cpu").eval(), example,
-                            history=fit.history)
+                            history=fit.history, value=float(best.val_acc or 0.0))
     return {"trial": best.number, "dir": str(folder), "epochs_planned": plan.epochs,
             "epochs": len(fit.history), "seconds": round(fit.seconds, 3),
             "stopped": fit.stopped_reason,

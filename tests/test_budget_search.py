@@ -71,17 +71,23 @@ def test_rungs_promote_the_best_and_stop_the_rest(tmp_path: Path) -> None:
 def test_budgeted_search_ends_in_time_with_a_final_model(tmp_path: Path) -> None:
     out = tmp_path / "run"
     started = time.monotonic()
-    code = main(["search", "--timeout", "20s", "--space", "tiny", "--no-mlflow",
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = main(["search", "--timeout", "30s", "--space", "tiny", "--tracking-uri", uri,
                  "--no-progress", "--out", str(out)])
     wall = time.monotonic() - started
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     # The command's own bound is max(5 %, 10 s); a shared CI machine gets some slack here, the
     # benchmark (benchmarks/bench_budget.py) reports the real walls.
-    assert wall <= 20 + 10 + 10, wall
+    assert wall <= 30 + 10 + 10, wall
     assert summary["final"] and summary["test"]["model"] == "final"
     assert 0.0 <= summary["test"]["accuracy"] <= 1.0
     assert set(summary["phases"]) == {"search", "final_fit", "report"}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias("digits-tiny", "champion")
+    assert client.get_run(champion.run_id).info.run_name == "final-fit"
     net = load_best(out)
     own = load_best(out, final=False)
     assert any((a != b).any() for a, b in zip(net.state_dict().values(),

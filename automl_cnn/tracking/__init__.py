@@ -45,9 +45,10 @@ class Tracker:
         worker died) as KILLED."""
 
     def final_model(self, number: int, model: nn.Module, example: torch.Tensor, *,
-                    history: list[dict[str, float]]) -> None:
+                    history: list[dict[str, float]], value: float = float("nan")) -> None:
         """``model`` is trial ``number``'s architecture fitted on train + validation after the
-        search (``history``: its per-epoch rows); it becomes the registered champion."""
+        search (``history``: its per-epoch rows; ``value``: the trial's search score); it
+        becomes the registered champion."""
 
     def end_search(self, *, status: str, summary: dict[str, Any]) -> None:
         """status is FINISHED, KILLED or FAILED."""

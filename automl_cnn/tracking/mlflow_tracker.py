@@ -210,7 +210,7 @@ class MlflowTracker(Tracker):
                     self.client.set_terminated(run.info.run_id, "KILLED")
 
     def final_model(self, number: int, model: nn.Module, example: torch.Tensor, *,
-                    history: list[dict[str, float]]) -> None:
+                    history: list[dict[str, float]], value: float = float("nan")) -> None:
         if self._off():
             return
         with self._guard("logging the final model", stop_tracking=False):
@@ -218,12 +218,15 @@ class MlflowTracker(Tracker):
                 "mlflow.parentRunId": self.parent_id, STUDY: self.study, ROLE: "final",
                 TRIAL: str(number), STATE: "complete"})
             run_id = run.info.run_id
-            now = _now()
+            now = now_ms()
             self.client.log_batch(run_id, metrics=[
                 Metric("train_loss", float(r["train_loss"]), now, int(r["epoch"]))
                 for r in history if "train_loss" in r][:MAX_METRICS_PER_BATCH])
-            self._last_epoch[number] = len(history)
-            version = self._log_model(run_id, number, float("nan"), model, example)
+            # Tagged with the search's score of its trial; the alias is set here, after every
+            # trial: the final model is the one users get.
+            version = log_model(self.client, self.uri, self.experiment_id, study=self.study,
+                                model_name=self.model_name, run_id=run_id, number=number,
+                                value=value, model=model, example=example, step=len(history))
             self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
             self.client.set_terminated(run_id, "FINISHED")
             self.client.log_batch(self.parent_id, tags=[
