@@ -28,7 +28,7 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd])", re.IGNORECASE)
 
 #: Default share of the budget for the final fit of the winner on train + validation
 #: (chosen with benchmarks/bench_budget.py; see the README's budget section).
-FINAL_SHARE = 0.3
+FINAL_SHARE = 0.5
 #: Kept back at the end for the test evaluation, the report and summary.json: a fixed part
 #: (loading, Plotly import, writing the HTML: ~2-4 s measured on a 2-core CPU) plus a sliver of
 #: the budget, never more than a tenth of it.

@@ -54,7 +54,7 @@ class SearchConfig:
     # storages); a dead worker's trial is failed and retried 3 × this later (at once on its host).
     heartbeat: int = 60
     jobs: int | None = None  # trials at once (worker processes); None: auto (runners/parallel)
-    final_share: float = 0.3  # of --timeout, for the final fit (automl_cnn.budget.FINAL_SHARE)
+    final_share: float = 0.5  # of --timeout, for the final fit (automl_cnn.budget.FINAL_SHARE)
     final_fit: bool = True  # retrain the winner on train + validation after the search
     ladder: str = "auto"  # auto: a fidelity ladder when the budget needs one; off: never
 
@@ -124,7 +124,7 @@ class SearchConfig:
         if not 0.0 <= self.final_share < 1.0:
             raise UserError(f"--final-share must be at least 0 and below 1, but got "
                             f"{self.final_share}. It is the share of --timeout given to the "
-                            "final fit, e.g. 0.3.")
+                            "final fit, e.g. 0.5.")
         _one_of("ladder", self.ladder, LADDERS)
         if self.keep < 1:
             raise UserError(f"--keep must be at least 1, but got {self.keep}.")

@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--timeout", default=None, metavar="DURATION",
                    help="the whole command's wall budget: 90s, 20m, 1h30m (a plain number is "
                         "seconds); split into search, final fit (--final-share) and report")
-    p.add_argument("--final-share", type=float, default=0.3, metavar="F",
+    p.add_argument("--final-share", type=float, default=0.5, metavar="F",
                    help="share of --timeout for the final fit of the winner on train+val")
     p.add_argument("--no-final-fit", action="store_true",
                    help="keep the search's own weights of the winner; no final fit")
