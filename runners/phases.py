@@ -76,6 +76,15 @@ def rung_counts(study: optuna.Study) -> list[int]:
     return [sum(r >= k for r in reached) for k in range(top + 1)]
 
 
+def budget_summary(study: optuna.Study, config: SearchConfig, plan: SearchPlan | None,
+                   final: dict[str, Any] | None) -> dict[str, Any]:
+    """``summary.json``'s budget keys: the timeout, the ladder, the rungs' trial counts and
+    the final fit (``None`` where there was none)."""
+    return {"timeout": config.timeout, "ladder": plan.ladder.to_dict() if plan else None,
+            "images_per_second": plan.images_per_second if plan else None,
+            "rungs": rung_counts(study), "final": final}
+
+
 def best_trial(study: optuna.Study) -> TrialRecord | None:
     ranked = ranked_trials(study)
     return ranked[0] if ranked else None
@@ -140,4 +149,5 @@ class _EpochBar:
         self.bar.close()
 
 
-__all__ = ["SearchPlan", "best_trial", "plan_search", "rung_counts", "run_final_fit"]
+__all__ = ["SearchPlan", "best_trial", "budget_summary", "plan_search", "rung_counts",
+           "run_final_fit"]

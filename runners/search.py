@@ -38,7 +38,7 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
-from .phases import SearchPlan, plan_search, rung_counts, run_final_fit
+from .phases import SearchPlan, budget_summary, plan_search, run_final_fit
 from .progress import ProgressBar, poll_progress
 from .slots import read_target, run_until_target, settle_target
 from .storage_lock import storage_lock
@@ -277,10 +277,8 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
     summary = summarize(study)
     summary.update(wall_seconds=round(wall, 3), interrupted=interrupted,
                    run_dir=str(run_dir), storage=without_password(config.storage_url),
-                   device=device.torch_device, test=None, timeout=config.timeout,
-                   ladder=plan.ladder.to_dict() if plan else None,
-                   images_per_second=plan.images_per_second if plan else None,
-                   rungs=rung_counts(study), final=final)
+                   device=device.torch_device, test=None,
+                   **budget_summary(study, config, plan, final))
     rundir = RunDir(run_dir)
     kept = kept_checkpoints(run_dir, config.keep)
     summary["kept_models"] = [str(p) for p in kept]
