@@ -55,7 +55,8 @@ class SearchConfig:
     heartbeat: int = 60
     jobs: int | None = None  # trials at once (worker processes); None: auto (runners/parallel)
     final_share: float = 0.5  # of --timeout, for the final fit (automl_cnn.budget.FINAL_SHARE)
-    final_fit: bool = True  # retrain the winner on train + validation after the search
+    # Retrain the winner on train + validation after the search; None: with --timeout only.
+    final_fit: bool | None = None
     ladder: str = "auto"  # auto: a fidelity ladder when the budget needs one; off: never
 
     def __post_init__(self) -> None:
@@ -89,6 +90,11 @@ class SearchConfig:
     @property
     def directions(self) -> list[str]:
         return [OBJECTIVES[o] for o in self.objectives]
+
+    @property
+    def fits_final(self) -> bool:
+        """Whether the search ends with a final fit (by default, when it has a time budget)."""
+        return self.final_fit if self.final_fit is not None else self.timeout is not None
 
     @property
     def multi_objective(self) -> bool:

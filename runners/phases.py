@@ -96,7 +96,7 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
                   ) -> dict[str, Any] | None:
     """Fit the winner on train + validation; ``None`` when there is no winner or no time."""
     best = best_trial(study)
-    if best is None or best.spec is None or not config.final_fit:
+    if best is None or best.spec is None or not config.fits_final:
         return None
     spec = best.spec
     seconds = budget.final_left() if budget is not None else None

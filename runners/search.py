@@ -193,7 +193,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     """
     silence_lightning()
     budget = None if config.timeout is None else Budget.start(
-        config.timeout, final_share=config.final_share if config.final_fit else 0.0,
+        config.timeout, final_share=config.final_share if config.fits_final else 0.0,
         started=started)
     config = with_recorded_storage(config, resume=resume or join)
     space, data, device = prepare(config, resume=resume, join=join)

@@ -99,6 +99,12 @@ def test_trials_without_timeout_keep_their_meaning(tmp_path: Path) -> None:
                                       out=str(tmp_path / "run")), progress=False)
     summary = outcome.summary
     assert summary["trials"] == 3 and summary["ladder"]["rungs"][0]["epochs"] is None
-    assert summary["rungs"] == []
-    assert summary["final"]["epochs"] == summary["final"]["epochs_planned"]
-    assert summary["test"]["model"] == "final"
+    assert summary["rungs"] == [] and summary["final"] is None
+    assert summary["test"]["model"] == "search"
+    # Asked for, the final fit trains the winner for its own epochs on train + validation.
+    outcome = run_search(SearchConfig(trials=2, space="tiny", mlflow=False, final_fit=True,
+                                      out=str(tmp_path / "fit")), progress=False)
+    final = outcome.summary["final"]
+    assert final["epochs"] == final["epochs_planned"] == outcome.summary["best"]["arch"][
+        "train"]["epochs"]
+    assert outcome.summary["test"]["model"] == "final"

@@ -23,8 +23,11 @@ def add_parser(sub: Any) -> None:
                         "seconds); split into search, final fit (--final-share) and report")
     p.add_argument("--final-share", type=float, default=0.5, metavar="F",
                    help="share of --timeout for the final fit of the winner on train+val")
-    p.add_argument("--no-final-fit", action="store_true",
-                   help="keep the search's own weights of the winner; no final fit")
+    p.add_argument("--final-fit", dest="final_fit", action="store_true", default=None,
+                   help="retrain the winner on train+val after the search (default with "
+                        "--timeout; without it, for the winner's own epochs)")
+    p.add_argument("--no-final-fit", dest="final_fit", action="store_false",
+                   help="keep the search's own weights of the winner")
     p.add_argument("--ladder", default="auto", choices=("auto", "off"),
                    help="fidelity ladder (more data and epochs for promoted trials) when "
                         "--timeout needs one; off: every trial trains on the whole split")
@@ -83,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     trials = args.trials if args.trials is not None else (None if timeout else 100)
     return SearchConfig(
         trials=trials, timeout=timeout, final_share=args.final_share,
-        final_fit=not args.no_final_fit, ladder=args.ladder, dataset=args.dataset,
+        final_fit=args.final_fit, ladder=args.ladder, dataset=args.dataset,
         space=args.space,
         sampler=args.sampler, pruner=args.pruner, storage=args.storage,
         study_name=args.study_name, seed=args.seed, device=args.device, out=args.out,
