@@ -137,3 +137,12 @@ def test_a_slow_start_grows_the_reserve() -> None:
     assert budget.after_startup().reserve == pytest.approx(13.5)
     now[0] = 1000.0
     assert budget.after_startup().reserve == pytest.approx(30.0)  # at most a quarter
+
+
+def test_a_final_fit_by_default_only_under_a_budget() -> None:
+    from automl_cnn.config import SearchConfig
+
+    assert not SearchConfig(trials=100).fits_final
+    assert SearchConfig(trials=None, timeout=60).fits_final
+    assert SearchConfig(trials=100, final_fit=True).fits_final
+    assert not SearchConfig(timeout=60, final_fit=False).fits_final
