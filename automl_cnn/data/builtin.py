@@ -15,16 +15,34 @@ SHAPE_CLASSES = ("line", "curve", "square", "circle")
 
 
 def load_digits(*, seed: int = 0) -> ImageSplits:
-    from sklearn.datasets import load_digits as sk_digits
-
-    bunch = sk_digits()
+    pixels, y = read_digits()
     # Values are 0..16; map to 0..255 so every dataset shares one uint8 pixel scale.
-    x = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]  # (N, 1, 8, 8)
-    y = bunch.target.astype(np.int64)
-    classes = tuple(str(c) for c in bunch.target_names)
+    x = np.rint(pixels.reshape(-1, 1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)  # (N, 1, 8, 8)
+    classes = tuple(str(c) for c in range(10))
     # A quarter of the rest for validation: with fewer images, several candidates score a
     # perfect validation accuracy and the search can no longer tell them apart.
     return make_splits("digits", classes, x, y, seed=seed, flip_ok=False, val_fraction=0.25)
+
+
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """(pixels float (1797, 64) in 0..16, labels int64) from the CSV scikit-learn ships.
+
+    Read with numpy from where scikit-learn is installed, without importing it: importing
+    ``sklearn.datasets`` costs about as long as importing torch, at every search's start.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    path = (Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" /
+            "digits.csv.gz") if spec and spec.submodule_search_locations else None
+    if path is None or not path.exists():  # another layout: let scikit-learn find it
+        from sklearn.datasets import load_digits as sk_digits
+
+        bunch = sk_digits()
+        return bunch.data.astype(np.float64), bunch.target.astype(np.int64)
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)  # (1797, 65): pixels, label
+    return table[:, :-1], table[:, -1].astype(np.int64)
 
 
 def load_shapes(*, seed: int = 0, n_per_class: int = 600, size: int = 32) -> ImageSplits:

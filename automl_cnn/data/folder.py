@@ -18,14 +18,16 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
-from PIL import Image
 
 from automl_cnn.data.formats import DatasetError, require_path
 from automl_cnn.data.splits import ImageSplits, make_splits, stratified_split
+
+if TYPE_CHECKING:  # Pillow is imported where images are decoded: searches of array sets
+    from PIL import Image  # (digits, mnist:, npz:) run where it is not installed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,19 +36,26 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".t
                             ".ppm", ".pgm", ".pbm"})
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
-_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    from PIL import Image
+
+    return (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def decode_image(path: str, *, height: int, width: int, channels: int) -> np.ndarray:
     """One image file as uint8 (C, H, W); the one decoder both the in-memory and the
     streaming path use, so they see identical pixels."""
+    from PIL import Image
+
     try:
         with Image.open(path) as im:
             im = _to_8bit(im).convert("L" if channels == 1 else "RGB")
             if im.size != (width, height):
                 im = im.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.array(im, dtype=np.uint8)  # (H, W) or (H, W, 3), writable
-    except _READ_ERRORS as exc:
+    except _read_errors() as exc:
         raise DatasetError(f"{path}: cannot decode this image ({exc}). Remove or replace the "
                            "file.") from None
     return pixels[None] if channels == 1 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
@@ -55,6 +64,8 @@ def decode_image(path: str, *, height: int, width: int, channels: int) -> np.nda
 def _to_8bit(im: Image.Image) -> Image.Image:
     """16-bit grey (``I;16*``, and ``I`` as Pillow opens 16-bit PNGs and TIFFs) scaled to
     0..255; ``convert("L")`` would clip every value above 255 to white."""
+    from PIL import Image
+
     if im.mode not in WIDE_GREY_MODES:
         return im
     wide = np.asarray(im, dtype=np.float64)  # (H, W), 0..65535
@@ -63,10 +74,12 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 
 def _probe(path: str) -> tuple[int, int, str]:
     """(height, width, mode) from the header only."""
+    from PIL import Image
+
     try:
         with Image.open(path) as im:
             return im.height, im.width, im.mode
-    except _READ_ERRORS as exc:
+    except _read_errors() as exc:
         raise DatasetError(f"{path}: not a readable image ({exc}). Remove or replace the "
                            "file.") from None
 
