@@ -223,22 +223,27 @@ def _worker_setup(config: SearchConfig, index: int, stop: Any) -> tuple[Any, Any
 
 
 class _SharedStop:
-    """The worker's stop flag: its own SIGTERM, or the parent's word through ``stop_code``."""
+    """The worker's stop flag: its own SIGTERM, the parent's word through ``stop_code``, or the
+    parent's death."""
 
     def __init__(self, stop_code: Any) -> None:
         from .trial import StopFlag
 
         self._own, self._code = StopFlag(), stop_code
+        self._parent = os.getppid()
 
     def set(self, reason: str) -> None:
         self._own.set(reason)
 
     @property
     def reason(self) -> str:
+        if not self._own and not self._code.value and os.getppid() != self._parent:
+            return "the parent process died"
         return self._own.reason or STOP_REASONS[self._code.value % len(STOP_REASONS)]
 
     def __bool__(self) -> bool:
-        return bool(self._own) or bool(self._code.value)
+        # A parent killed outright (kill -9) cannot tell us: an orphan stops by itself.
+        return bool(self._own) or bool(self._code.value) or os.getppid() != self._parent
 
 
 __all__ = ["WorkerPlan", "auto_jobs", "plan_workers", "run_workers", "worker_main"]
