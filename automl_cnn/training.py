@@ -44,6 +44,37 @@ def silence_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*tensorboardX.*")
 
 
+#: Optimiser steps per Lightning step in :func:`fit_spec`. Lightning's fixed cost per step
+#: (~1-2 ms on a CPU, see ../shared/MEASURED.md) is then paid once per chunk of this many
+#: batches; benchmarks/bench_overhead.py measures what is left against a bare loop.
+STEPS_PER_CALL = 8
+
+
+class Chunks:
+    """``batches`` grouped ``k`` at a time (the last group may be shorter).
+
+    Example:
+        >>> [len(c) for c in Chunks(list(range(10)), 4)]
+        [4, 4, 2]
+    """
+
+    def __init__(self, batches: Any, k: int = STEPS_PER_CALL) -> None:
+        self.batches, self.k = batches, k
+
+    def __len__(self) -> int:
+        return -(-len(self.batches) // self.k)
+
+    def __iter__(self) -> Any:
+        group: list[Any] = []
+        for batch in self.batches:
+            group.append(batch)
+            if len(group) == self.k:
+                yield group
+                group = []
+        if group:
+            yield group
+
+
 class CNNModule(L.LightningModule):
     """Cross-entropy training of ``model`` with the optimiser and schedule in ``train``.
 
@@ -61,6 +92,7 @@ class CNNModule(L.LightningModule):
         self.steps_per_epoch = steps_per_epoch
         self.validating = validating  # False: a row per training epoch, without val_* keys
         self.history: list[dict[str, float]] = []
+        self.automatic_optimization = False  # see training_step
         self._started = time.perf_counter()
         self._reset_sums()
 
@@ -79,14 +111,27 @@ class CNNModule(L.LightningModule):
         self._train_loss = torch.zeros((), device=self.device)
         self._train_steps = 0
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y, label_smoothing=self.train_spec.label_smoothing)
-        self._train_loss += loss.detach().float()
-        self._train_steps += 1
+    def training_step(self, batch: Any, _: int) -> None:
+        """One ``(x, y)`` batch, or a list of them (:class:`Chunks`): an optimiser step each.
+
+        Optimisation is manual so that one Lightning step can train a whole chunk: Lightning's
+        own per-step work (hooks, callbacks, loop bookkeeping) is then paid once per chunk.
+        ``manual_backward`` and the wrapped optimiser keep the precision plugin's handling.
+        """
+        steps = [batch] if isinstance(batch[0], torch.Tensor) else batch
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        smoothing = self.train_spec.label_smoothing
+        for x, y in steps:
+            loss = F.cross_entropy(self.model(x), y, label_smoothing=smoothing)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            self._train_loss += loss.detach().float()
+            self._train_steps += 1
         if not self.validating and self.trainer.is_last_batch:
             self._add_train_row()  # here, not in on_train_epoch_end, which callbacks see first
-        return loss
 
     def on_train_epoch_end(self) -> None:
         if not self.validating:
@@ -222,7 +267,7 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     started = time.perf_counter()
     with warnings.catch_warnings(), lightning_interrupt_as_keyboard_interrupt():
         warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
-        trainer.fit(module, train, val)  # training without validation is on purpose here
+        trainer.fit(module, Chunks(train), val)  # no validation split: on purpose
     seconds = time.perf_counter() - started
     if ours and ours[0].reached:  # type: ignore[attr-defined]
         stopped: str | None = "max_seconds"
@@ -282,5 +327,5 @@ def evaluate_checkpoint(folder: Path, data: ImageSplits, device: Device | str,
     return evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
 
 
-__all__ = ["CNNModule", "EpochEnd", "FitResult", "StopCheck", "evaluate", "evaluate_checkpoint",
+__all__ = ["STEPS_PER_CALL", "CNNModule", "Chunks", "EpochEnd", "FitResult", "StopCheck", "evaluate", "evaluate_checkpoint",
            "fit_spec", "make_trainer", "silence_lightning", "with_val_in_train"]
