@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The GPU check of issue 11, run ONCE on a lent GPU box from the repository root (about 8 min):
+#
+#   bash benchmarks/gpu_check.sh                      # the GPU box; figures land in $OUT
+#   CPU_SMOKE=1 OUT=/tmp/gc bash benchmarks/gpu_check.sh   # here: tiny sizes, CPU, no wheels
+#
+# Every step runs under its own `timeout` (capped by what is left of BUDGET seconds) and writes
+# its figures to $OUT/<step>.json|txt as soon as it has them, so a run cut short keeps the rest.
+# The box has torch and lightning but not optuna & co.: the wheels carried in .whl/ go to
+# /tmp/site. The package maps runners/, dashboards/ and search_spaces/ into automl_cnn
+# (setuptools package-dir), so it is put together in /tmp/automl_pkg with links: no build step,
+# no setuptools needed. MLflow is not installed there: every search runs with --no-mlflow.
+set -u
+OUT=${OUT:-/tmp/gpu_check_out}
+SMOKE=${CPU_SMOKE:-0}
+# A smoke run on a small, shared CPU is slow: its limits stretch by SCALE (default 5).
+SCALE=${SCALE:-$([ "$SMOKE" = 1 ] && echo 5 || echo 1)}
+BUDGET=${BUDGET:-$(( 470 * SCALE ))}
+PY=${PY:-python3}
+REPO=$PWD
+START=$(date +%s)
+mkdir -p "$OUT"
+
+log() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/log.txt"; }
+
+step() {  # step NAME SECONDS COMMAND...: stdout+stderr to $OUT/NAME.txt
+  local name=$1 limit=$(( $2 * SCALE )) left rc
+  shift 2
+  left=$(( BUDGET - ($(date +%s) - START) ))
+  (( left < limit )) && limit=$left
+  if (( limit < 10 )); then log "skip $name: budget spent"; return; fi
+  log "start $name (limit ${limit}s)"
+  timeout --signal=INT --kill-after=20 "$limit" "$@" > "$OUT/$name.txt" 2>&1
+  rc=$?
+  log "end $name rc=$rc"
+}
+
+# -- environment ----------------------------------------------------------------------------
+if [ "$SMOKE" != 1 ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl 2>&1 | tail -3 | tee -a "$OUT/log.txt"
+fi
+PKG=/tmp/automl_pkg
+rm -rf "$PKG" && mkdir -p "$PKG/bin"
+cp -r "$REPO/automl_cnn" "$PKG/automl_cnn"
+for d in runners dashboards search_spaces; do ln -s "$REPO/$d" "$PKG/automl_cnn/$d"; done
+printf '#!/bin/sh\nexec %s -m automl_cnn "$@"\n' "$PY" > "$PKG/bin/automl-cnn"
+chmod +x "$PKG/bin/automl-cnn"
+export PYTHONPATH=/tmp/site:$PKG
+export PATH=$PKG/bin:$PATH
+export PYTHONDONTWRITEBYTECODE=1
+cd /tmp || exit 1   # run directories and scratch files stay out of the repository
+B=$REPO/benchmarks
+
+$PY - > "$OUT/env.txt" 2>&1 <<'EOF'
+import os, sys, torch, lightning, optuna
+import automl_cnn
+print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
+      "lightning", lightning.__version__, "optuna", optuna.__version__, "cores",
+      len(os.sched_getaffinity(0)), "automl_cnn from", automl_cnn.__file__)
+if torch.cuda.is_available():
+    for i in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(i)
+        print(f"cuda:{i}", torch.cuda.get_device_name(i), f"free {free/2**30:.1f} of "
+              f"{total/2**30:.1f} GiB", "bf16", torch.cuda.is_bf16_supported())
+from automl_cnn.device import resolve_device
+from automl_cnn.runners.parallel import auto_jobs, plan_workers
+from automl_cnn.config import SearchConfig
+device = resolve_device("auto")
+print("device", device, "--jobs auto ->", auto_jobs(device), plan_workers(SearchConfig(), device))
+EOF
+log "env: $(tail -n +1 "$OUT/env.txt" | tr '\n' ' ' | cut -c1-400)"
+
+if [ "$SMOKE" = 1 ]; then
+  DIGITS=(--trials 4 --space tiny --device cpu); JOBS_N=2
+  IDX=(--n 2000 --test 500); SET60=(--seconds 8 --space tiny --device cpu)
+  OVER=(--dataset digits --device cpu --epochs 2 --rounds 1 --threads 1)
+  BATCH=(--dataset digits --device cpu --epochs 1)
+else
+  nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
+  nvidia-smi --query-gpu=name,memory.total,memory.used,utilization.gpu,driver_version \
+      --format=csv >> "$OUT/nvidia_smi.txt" 2>&1
+  DIGITS=(--trials 100); JOBS_N=auto
+  IDX=(--n 60000 --test 10000); SET60=(--seconds 30)
+  OVER=(--dataset mnist:/tmp/idx60k --device cuda --epochs 2 --rounds 2)
+  BATCH=(--dataset mnist:/tmp/idx60k --device cuda --epochs 3 --batches 64 512)
+fi
+
+# -- 1. digits, `search --trials 100 --no-mlflow`: --jobs 1, then --jobs auto -------------------
+step digits_jobs1 65 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" --jobs 1 \
+    --json "$OUT/digits_jobs1.json"
+step digits_jobs_auto 60 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" \
+    --jobs "$JOBS_N" --json "$OUT/digits_jobs_auto.json"
+
+# -- 2. a 60,000-image 28×28 grey set in IDX format, generated here (numpy) -------------------
+step idx60k 40 $PY -m automl_cnn.data.clutter --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
+
+# -- 3. a default search for a fixed wall time on it: --jobs 1, then --jobs auto ---------------
+step set60k_jobs1 85 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k "${SET60[@]}" \
+    --jobs 1 --json "$OUT/set60k_jobs1.json"
+step set60k_jobs_auto 85 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
+    "${SET60[@]}" --jobs "$JOBS_N" --json "$OUT/set60k_jobs_auto.json"
+
+# -- 4. Lightning vs a bare loop, and a training step's TFLOP/s --------------------------------
+step overhead 60 $PY "$B/bench_overhead.py" "${OVER[@]}" --json "$OUT/overhead.json"
+
+# -- 5. batch 64 vs 512 under three learning-rate rules ----------------------------------------
+step batch 45 $PY "$B/bench_batch.py" "${BATCH[@]}" --json "$OUT/batch.json"
+
+# -- 6. host syncs per training step (CUDA only) ----------------------------------------------
+[ "$SMOKE" = 1 ] || step syncs 30 $PY "$B/bench_syncs.py" --dataset digits --epochs 3 \
+    --json "$OUT/syncs.json"
+
+[ "$SMOKE" = 1 ] || nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv \
+    >> "$OUT/nvidia_smi.txt" 2>&1
+log "done in $(( $(date +%s) - START ))s; files: $(ls "$OUT" | tr '\n' ' ')"
