@@ -327,5 +327,6 @@ def evaluate_checkpoint(folder: Path, data: ImageSplits, device: Device | str,
     return evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
 
 
-__all__ = ["STEPS_PER_CALL", "CNNModule", "Chunks", "EpochEnd", "FitResult", "StopCheck", "evaluate", "evaluate_checkpoint",
-           "fit_spec", "make_trainer", "silence_lightning", "with_val_in_train"]
+__all__ = ["STEPS_PER_CALL", "CNNModule", "Chunks", "EpochEnd", "FitResult", "StopCheck",
+           "evaluate", "evaluate_checkpoint", "fit_spec", "make_trainer", "silence_lightning",
+           "with_val_in_train"]

@@ -178,7 +178,7 @@ def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threa
     config = SearchConfig.from_dict(config_dict).replace(device=device_name, jobs=1)
     stop = _SharedStop(stop_code)
     signal.signal(signal.SIGTERM, lambda *_: stop.set("SIGTERM"))
-    runner, study, tracker = _worker_setup(config, index, stop)
+    runner, study, tracker = _worker_setup(config, stop)
     runner.deadline = deadline  # a trial training at the search phase's end stops there
     status = "FINISHED"
     try:
@@ -193,7 +193,7 @@ def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threa
         tracker.end_search(status="KILLED" if stop else status, summary={})
 
 
-def _worker_setup(config: SearchConfig, index: int, stop: Any) -> tuple[Any, Any, Any]:
+def _worker_setup(config: SearchConfig, stop: Any) -> tuple[Any, Any, Any]:
     import optuna
 
     from automl_cnn.data import load_dataset
@@ -201,8 +201,6 @@ def _worker_setup(config: SearchConfig, index: int, stop: Any) -> tuple[Any, Any
     from automl_cnn.search_spaces import load_space
     from automl_cnn.tracking import make_tracker
     from automl_cnn.training import silence_lightning
-
-    from automl_cnn.strategies import make_sampler
 
     from .study import open_study
     from .trial import TrialRunner
@@ -212,9 +210,7 @@ def _worker_setup(config: SearchConfig, index: int, stop: Any) -> tuple[Any, Any
     space, device = load_space(config.space), resolve_device(config.device)
     data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
                         train_subset=config.train_subset).to(device.torch_device)
-    study = open_study(config, space, create=False)
-    # Same seed in every worker would draw the same random start-up trials N times over.
-    study.sampler = make_sampler(config.sampler, seed=config.seed + index)
+    study = open_study(config, space, create=False)  # a sampler seeded per worker (PID)
     tracker = make_tracker(config)
     tracker.start_search(config, settings={})  # attaches to the parent's run
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=config.run_dir,
