@@ -15,7 +15,6 @@ step (the layer plan's forward FLOPs × 3 for forward + backward × images per s
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from contextlib import nullcontext
@@ -32,6 +31,8 @@ from automl_cnn.model import build_model
 from automl_cnn.recipes import optimizer_for, schedule_for
 from automl_cnn.shapes import plan_layers
 from automl_cnn.training import fit_spec, silence_lightning
+
+from emit import emit  # benchmarks/ is on the path when run as a script
 
 
 def two_conv_spec(*, batch_size: int, epochs: int) -> ArchSpec:
@@ -139,10 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     result = measure(args.dataset, args.device, epochs=args.epochs, batch=args.batch,
                      rounds=args.rounds, threads=args.threads)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ for the benchmark. Each figure is the median of ``--repeats`` fresh processes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -21,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from emit import emit  # benchmarks/ is on the path when run as a script
 
 SHIM = """
 import os, sys, time
@@ -83,10 +84,7 @@ def main() -> None:
             for _ in range(args.repeats)), 3),
         "imports_s": import_times(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

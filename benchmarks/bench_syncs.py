@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_overhead import two_conv_spec  # noqa: E402
+from emit import emit  # noqa: E402
 
 
 def main() -> None:
@@ -51,9 +51,7 @@ def main() -> None:
     result = {"syncs": len(syncs), "epochs": args.epochs, "steps": steps,
               "per_epoch": round(len(syncs) / args.epochs, 2),
               "per_step": round(len(syncs) / steps, 4), "top_sites": where.most_common(8)}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
