@@ -18,7 +18,8 @@ from automl_cnn.strategies import PRUNERS, SAMPLERS
 
 #: Objective name -> Optuna direction. Several objectives make a multi-objective study.
 LADDERS = ("auto", "off")
-OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
+OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize",
+              "latency": "minimize"}  # latency: measured ms per forward on the latency device
 #: Seeds numpy, torch and Lightning all accept (Lightning's ``seed_everything`` bound).
 MAX_SEED = 2**32 - 1
 #: Largest ``--image-size``: one 4096×4096 RGB image is 48 MiB as uint8 and 192 MiB as the
@@ -58,6 +59,14 @@ class SearchConfig:
     # Retrain the winner on train + validation after the search; None: with --timeout only.
     final_fit: bool | None = None
     ladder: str = "auto"  # auto: a fidelity ladder when the budget needs one; off: never
+    # Hard limits (automl_cnn.limits): an architecture over one is recorded, never trained.
+    max_params: int | None = None
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
+    max_memory_mb: float | None = None  # peak inference memory (CPU: estimated from the plan)
+    latency_device: str = "auto"  # where latency is timed: auto (the search's device), cpu, cuda:N
+    latency_threads: int = 1  # CPU threads while timing (a stated target, not the machine's)
+    latency_batch: int = 1
 
     def __post_init__(self) -> None:
         # Accuracy is always the first objective: summaries, rankings and pruning read values[0].
@@ -153,7 +162,13 @@ class SearchConfig:
             require_password(self.storage, where="--storage", fix=(
                 "Put the password back in place of *** (or keep it in PGPASSWORD / ~/.pgpass "
                 "and leave it out of the URL)."))
+        _check_limits(self)
         return self
+
+    @property
+    def measures_latency(self) -> bool:
+        """Latency is timed before training for the objective or for a latency limit."""
+        return "latency" in self.objectives or self.max_latency_ms is not None
 
     # -- serialisation ----------------------------------------------------------------------
     def public(self) -> SearchConfig:
@@ -193,6 +208,23 @@ def _check_journal(storage: str | None) -> None:
     if Path(path).is_dir():
         raise UserError(f"--storage {storage!r} names a folder; a journal storage is a file. "
                         f"Write journal:{path.rstrip('/')}/study.journal.")
+
+
+def _check_limits(config: SearchConfig) -> None:
+    for flag, value in (("--max-params", config.max_params), ("--max-flops", config.max_flops),
+                        ("--max-latency-ms", config.max_latency_ms),
+                        ("--max-memory-mb", config.max_memory_mb)):
+        if value is not None and (isinstance(value, bool) or not value > 0):
+            raise UserError(f"{flag} must be a positive number, but got {value!r}. Leave it "
+                            "out for no limit.")
+    for flag, count in (("--latency-threads", config.latency_threads),
+                        ("--latency-batch", config.latency_batch)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UserError(f"{flag} must be a whole number >= 1, but got {count!r}.")
+    device = config.latency_device
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UserError(f"--latency-device {device!r} is not a latency target. Use auto (the "
+                        "search's device), cpu, cuda or cuda:N.")
 
 
 def _one_of(what: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -122,7 +122,7 @@ def _timer(device: str) -> Callable[[Callable[[], object]], float]:
 
 
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...], target: LatencyTarget, *,
-                    min_runs: int = 50, min_seconds: float = 0.3, warmup_runs: int = 10,
+                    min_runs: int = 50, min_seconds: float = 0.15, warmup_runs: int = 10,
                     max_seconds: float = 3.0) -> Latency:
     """Time ``model`` on ``target``: median of at least ``min_runs`` forwards after warm-up."""
     model = model.to(target.device).eval()

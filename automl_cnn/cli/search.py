@@ -45,7 +45,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sampler", default=next(iter(SAMPLERS)), help=" | ".join(SAMPLERS))
     p.add_argument("--pruner", default=next(iter(PRUNERS)), help=" | ".join(PRUNERS))
     p.add_argument("--objective", action="append", dest="objectives", default=None,
-                   help="val_acc (always), params, flops; repeat for a multi-objective search")
+                   help="val_acc (always), params, flops, latency; repeat for a "
+                        "multi-objective search")
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL (sqlite:///f.db, postgresql://..., journal:PATH); "
                         "default: a journal file in the run directory")
@@ -67,6 +68,7 @@ def add_parser(sub: Any) -> None:
                    help="trials at once, in N worker processes sharing the study (auto: "
                         "from the devices present; 1: in this process)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_target_arguments(p)
     tracking = p.add_argument_group("MLflow tracking")
     tracking.add_argument("--no-mlflow", action="store_true", help="do not track in MLflow")
     tracking.add_argument("--tracking-uri", default=None,
@@ -76,6 +78,35 @@ def add_parser(sub: Any) -> None:
     tracking.add_argument("--model-name", default=None,
                           help="registered model name (default: the study name)")
     p.set_defaults(func=run, search_parser=p)  # the resume command reads its flags
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "target device", "Hard limits: an architecture over one is recorded as infeasible and "
+        "never trained. Latency is the median time of one forward pass of the untrained network "
+        "(measured once per architecture, before training).")
+    g.add_argument("--max-params", type=int, default=None, metavar="N", help="parameter limit")
+    g.add_argument("--max-flops", type=int, default=None, metavar="N",
+                   help="FLOPs limit (per image)")
+    g.add_argument("--max-latency-ms", type=float, default=None, metavar="MS",
+                   help="latency limit per forward pass at --latency-batch")
+    g.add_argument("--max-memory-mb", type=float, default=None, metavar="MB",
+                   help="peak inference memory limit: measured on CUDA; on the CPU estimated "
+                        "from the layer plan (weights + the two largest neighbouring "
+                        "activations × batch × 4 bytes)")
+    g.add_argument("--latency-device", default="auto",
+                   help="where latency is timed: auto (the search's device), cpu, cuda[:N]")
+    g.add_argument("--latency-threads", type=int, default=1, metavar="N",
+                   help="CPU threads torch may use while timing (recorded with the latency)")
+    g.add_argument("--latency-batch", type=int, default=1, metavar="N",
+                   help="batch size of the timed forward pass (and the memory limit)")
+
+
+def target_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The SearchConfig fields of :func:`add_target_arguments`."""
+    return {name: getattr(args, name) for name in (
+        "max_params", "max_flops", "max_latency_ms", "max_memory_mb", "latency_device",
+        "latency_threads", "latency_batch")}
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -94,7 +125,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         image_size=args.image_size, train_subset=args.train_subset,
         mlflow=not args.no_mlflow, tracking_uri=args.tracking_uri,
         experiment=args.experiment, model_name=args.model_name, heartbeat=args.heartbeat,
-        jobs=args.jobs,
+        jobs=args.jobs, **target_settings(args),
     )
 
 

@@ -1,0 +1,90 @@
+"""Costs and limits before training (runners/target.py): what is measured, what breaks, and
+baselines narrowed to fit a limit none of them meets."""
+
+from __future__ import annotations
+
+import pytest
+from optuna.trial import FixedTrial
+
+from automl_cnn.config import SearchConfig
+from automl_cnn.device import resolve_device
+from automl_cnn.errors import UserError
+from automl_cnn.limits import Costs
+from automl_cnn.runners.target import TargetCheck, constraints_func, latency_target, shrunk_baselines
+from automl_cnn.search_spaces import load_space
+from automl_cnn.shapes import plan_layers
+
+CPU = resolve_device("cpu")
+
+
+def _check(tmp_path, **limits):
+    return TargetCheck(SearchConfig(**limits), (1, 8, 8), 10, CPU, tmp_path)
+
+
+def _baseline(space, i=0):
+    return space.sample(FixedTrial(space.baselines[i].params), flip_ok=False)
+
+
+def test_cheap_limits_are_checked_before_latency_is_timed(tmp_path):
+    space = load_space("default")
+    spec = _baseline(space)
+    plan = plan_layers(spec, (1, 8, 8), 10)
+    over = _check(tmp_path, max_params=1000, max_latency_ms=100.0).check(spec, plan)
+    assert over.breach.limit == "max_params" and over.latency is None  # never timed
+    assert not (tmp_path / "latency.json").exists()
+    within = _check(tmp_path, max_params=10**7, max_latency_ms=100.0).check(spec, plan)
+    assert within.breach is None and within.latency.median_ms == within.costs.latency_ms
+    assert (tmp_path / "latency.json").exists()
+    slow = _check(tmp_path, max_latency_ms=1e-6).check(spec, plan)
+    assert slow.breach.limit == "max_latency_ms"
+    assert slow.latency == within.latency  # the cached measurement, not a new one
+    mem = _check(tmp_path, max_memory_mb=0.01).check(spec, plan)
+    assert mem.breach.limit == "max_memory_mb" and mem.costs.memory_mb > 0.01
+
+
+def test_no_limit_and_no_latency_objective_measures_nothing(tmp_path):
+    space = load_space("tiny")
+    spec = _baseline(space)
+    checked = _check(tmp_path).check(spec, plan_layers(spec, (1, 8, 8), 10))
+    assert checked.breach is None and checked.latency is None
+    timed = TargetCheck(SearchConfig(objectives=("val_acc", "latency"), pruner="none"),
+                        (1, 8, 8), 10, CPU, None).check(spec, plan_layers(spec, (1, 8, 8), 10))
+    assert timed.latency is not None and timed.latency.device == "cpu (1 thread)"
+
+
+def test_latency_device_must_exist():
+    assert latency_target(SearchConfig(latency_threads=2), CPU).label == "cpu (2 threads)"
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="--latency-device cuda"):
+            latency_target(SearchConfig(latency_device="cuda"), CPU)
+
+
+@pytest.mark.parametrize("limits", [{"max_params": 5000}, {"max_flops": 200_000},
+                                    {"max_memory_mb": 0.05}, {"max_latency_ms": 0.8}])
+def test_baselines_that_break_a_limit_are_narrowed_until_they_fit(tmp_path, limits):
+    space = load_space("default")
+    if "max_latency_ms" in limits:  # 80 % of the faster baseline's latency on this machine
+        timed = _check(tmp_path, max_latency_ms=1e9)
+        fastest = min(timed.check(s, plan_layers(s, (1, 8, 8), 10)).costs.latency_ms
+                      for s in (_baseline(space, 0), _baseline(space, 1)))
+        limits = {"max_latency_ms": limits["max_latency_ms"] * fastest}
+    check = _check(tmp_path, **limits)
+    assert all(check.breach_of(_baseline(space, i)) is not None for i in range(2))
+    shrunk = shrunk_baselines(space, check, flip_ok=False)
+    assert shrunk, "no baseline could be narrowed"
+    for name, params in shrunk:
+        assert "narrowed to fit" in name
+        spec = space.sample(FixedTrial(params), flip_ok=False)
+        assert check.breach_of(spec) is None
+        # the recipe is the baseline's: only the network got narrower
+        assert spec.train == _baseline(space, 0 if name.startswith("conv") else 1).train
+
+
+def test_constraints_func_gives_one_relative_value_per_limit():
+    config = SearchConfig(max_params=1000, max_flops=10_000)
+    func = constraints_func(config, lambda trial: trial)
+    assert func(Costs(params=500, flops=20_000)) == [-0.5, 1.0]
+    assert func(None) == [0.0, 0.0]  # shape-infeasible: nothing to measure
+    assert constraints_func(SearchConfig(), lambda trial: trial) is None
