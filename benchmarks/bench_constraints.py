@@ -1,0 +1,97 @@
+"""Searching for a target device: a latency limit of half the unconstrained best's latency.
+
+For each dataset: an unconstrained search; the latency of its best architecture measured on the
+target (this CPU, 1 thread, batch 1); then the same search with ``--max-latency-ms`` = half of
+it. Reports the constrained best's accuracy and latency, the trainings the limit saved
+(architectures over it are recorded and never trained), and the exported model's latency
+measured again against what the search recorded (target: within 20 %).
+
+    python benchmarks/bench_constraints.py [--trials 30] [--datasets digits clutter]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from automl_cnn.arch import ArchSpec
+from automl_cnn.checkpoint import load_checkpoint
+from automl_cnn.config import SearchConfig
+from automl_cnn.data.registry import DATASETS
+from automl_cnn.export import export_model
+from automl_cnn.latency import LatencyTarget, measure_latency, measure_spec_latency
+from automl_cnn.record import Outcome, records
+from automl_cnn.runners.search import run_search
+
+TARGET = LatencyTarget("cpu", threads=1, batch=1)
+
+
+def search(dataset: str, out: Path, trials: int, **limits: Any) -> Any:
+    config = SearchConfig(trials=trials, dataset=dataset, seed=0, out=str(out), mlflow=False,
+                          **limits)
+    return run_search(config, progress=False)
+
+
+def latency_ms(model_or_spec: Any, shape: tuple[int, int, int], classes: int) -> float:
+    """Median of three measurements (each the median of >= 50 timed forwards)."""
+    if isinstance(model_or_spec, ArchSpec):
+        runs = [measure_spec_latency(model_or_spec, shape, classes, TARGET) for _ in range(3)]
+    else:
+        runs = [measure_latency(model_or_spec, shape, TARGET) for _ in range(3)]
+    return statistics.median(r.median_ms for r in runs)
+
+
+def bench(dataset: str, trials: int, tmp: Path) -> dict[str, Any]:
+    free = search(dataset, tmp / f"{dataset}-free", trials)
+    best = free.summary["best"]
+    spec = ArchSpec.from_dict(best["arch"])
+    info = free.study.user_attrs["automl_cnn.dataset"]
+    shape, classes = tuple(info["input_shape"]), int(info["num_classes"])
+    free_ms = latency_ms(spec, shape, classes)  # type: ignore[arg-type]
+    limit = free_ms / 2
+    held = search(dataset, tmp / f"{dataset}-limited", trials, max_latency_ms=limit)
+    recs = records(held.study)
+    over = [r for r in recs if r.limit == "max_latency_ms"]
+    trained = [r for r in recs if r.outcome in (Outcome.COMPLETE, Outcome.PRUNED)]
+    mean_train = statistics.mean(r.timings.train_seconds for r in trained) if trained else 0.0
+    top = held.summary["best"]
+    folder = export_model(held.run_dir, tmp / f"{dataset}-export")
+    model, _, _ = load_checkpoint(folder)
+    exported_ms = latency_ms(model, shape, classes)  # type: ignore[arg-type]
+    return {
+        "dataset": dataset, "trials": trials, "free_acc": best["value"],
+        "free_test": (free.summary.get("test") or {}).get("accuracy"), "free_ms": free_ms,
+        "limit_ms": limit, "acc": top["value"] if top else None,
+        "test": (held.summary.get("test") or {}).get("accuracy"),
+        "ms": top["latency_ms"] if top else None, "over": len(over),
+        "over_s": sum(r.timings.total_seconds for r in over), "mean_train_s": mean_train,
+        "exported_ms": exported_ms,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    harder = "clutter" if "clutter" in DATASETS else "shapes"
+    parser.add_argument("--datasets", nargs="+", default=["digits", harder])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [bench(d, args.trials, Path(tmp)) for d in args.datasets]
+    print("| dataset | trials | unconstrained best: val acc / test acc / latency | limit | "
+          "constrained best: val acc / test acc / latency | over the limit (never trained) | "
+          "exported model's latency vs recorded |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        ratio = r["exported_ms"] / r["ms"] if r["ms"] else float("nan")
+        print(f"| {r['dataset']} | {r['trials']} | {r['free_acc']:.4f} / {r['free_test']:.4f} / "
+              f"{r['free_ms']:.3f} ms | {r['limit_ms']:.3f} ms | {r['acc']:.4f} / "
+              f"{r['test']:.4f} / {r['ms']:.3f} ms | {r['over']} trials, checked in "
+              f"{r['over_s']:.1f} s (a trained trial averaged {r['mean_train_s']:.1f} s) | "
+              f"{r['exported_ms']:.3f} ms ({ratio:.2f}×) |")
+
+
+if __name__ == "__main__":
+    main()
