@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import optuna
     from torch import nn
 
+    from automl_cnn.front import ParetoPoint
     from automl_cnn.results import RankedArchitecture
 
 Source = Union[str, os.PathLike, "RunSource"]
@@ -97,6 +98,23 @@ class RunSource:
             raise UserError(f"trial {trial.number} of {self.describe()} holds no readable "
                             "architecture.")
         return trial.spec
+
+    def front(self) -> list[ParetoPoint]:
+        """The search's Pareto front (:mod:`automl_cnn.front`), point 0 first."""
+        from automl_cnn.front import study_front
+
+        return study_front(self.study, self.config)
+
+    def pareto_rank(self, index: int) -> int:
+        """The rank of Pareto point ``index`` (every front point is a completed trial)."""
+        front = self.front() if self.ranked() else []
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not (
+                0 <= index < len(front)):
+            raise UserError(f"Pareto point {index!r} does not exist: {self.describe()} has "
+                            f"{len(front)} point(s) on its front, so 0..{len(front) - 1} exist. "
+                            "List them with `automl-cnn best --pareto`.")
+        trial = front[int(index)].trial
+        return next(i for i, r in enumerate(self.ranked()) if r.number == trial)
 
     def weights_folder(self, trial_number: int) -> Path:
         return RunDir(self.run_dir).trial_folder(trial_number)
@@ -236,7 +254,8 @@ def build_for(spec: ArchSpec, input_shape: tuple[int, int, int], num_classes: in
 
 def load_best(source: Source, rank: int = 0, weights: bool = True, *,
               study_name: str | None = None, input_shape: tuple[int, int, int] | None = None,
-              device: str = "cpu", final: bool = True) -> nn.Module:
+              device: str = "cpu", final: bool = True,
+              pareto: int | None = None) -> nn.Module:
     """The ``rank``-th best architecture of a search as a ``torch.nn.Module`` in eval mode.
 
     ``weights=True`` loads the weights the search trained (kept for the best ``--keep``
@@ -244,7 +263,8 @@ def load_best(source: Source, rank: int = 0, weights: bool = True, *,
     train + validation, or with ``final=False`` the search's own weights of that trial);
     ``weights=False`` returns the untrained network. ``input_shape`` (C, H, W)
     rebuilds it for another input size (weights load only where their shapes still fit).
-    Inputs are float images scaled to [0, 1]; outputs are logits.
+    ``pareto=i`` picks point ``i`` of the Pareto front instead of a rank (the search keeps the
+    weights of every front point). Inputs are float images scaled to [0, 1]; outputs are logits.
 
     Example:
         >>> net = load_best("runs/digits-tiny")
@@ -252,6 +272,10 @@ def load_best(source: Source, rank: int = 0, weights: bool = True, *,
         torch.Size([4, 10])
     """
     src = open_source(source, study_name=study_name)
+    if pareto is not None:
+        if rank != 0:
+            raise UserError(f"pass rank={rank} or pareto={pareto}, not both.")
+        rank = src.pareto_rank(pareto)
     spec = src.spec(rank)
     shape = tuple(input_shape) if input_shape is not None else src.input_shape
     model = build_for(spec, shape, src.num_classes,  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ import math
 import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -76,6 +76,8 @@ class CheckpointMeta:
     search_test_acc: float | None = None
     source: str | None = None  # the study's storage, without its password
     rung: int | None = None  # the fidelity-ladder rung ``value`` was earned at (None: no ladder)
+    latency_ms: float | None = None  # measured by the search before training (automl_cnn.latency)
+    latency_device: str | None = None
     automl_cnn_version: str = field(default_factory=_version)
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,9 +194,10 @@ def load_checkpoint(folder: Path, *, weights: bool = True,
     return model.to(device).eval(), spec, meta
 
 
-def keep_best(root: Path, k: int) -> list[Path]:
+def keep_best(root: Path, k: int, *, also: Collection[int] = ()) -> list[Path]:
     """Delete all but the best ``k`` checkpoints under ``root``, ranked like the study's trials
-    (:func:`automl_cnn.results.rank_key` on the accuracy and loss in ``meta.json``).
+    (:func:`automl_cnn.results.rank_key` on the accuracy and loss in ``meta.json``), and the
+    trials numbered in ``also`` (the Pareto front's, so any front point can be exported).
 
     Safe with many workers sharing ``root``: only complete folders named ``trial-NNNN`` count
     (another writer's temp never does), eviction holds an exclusive lock on ``root/.lock``,
@@ -206,9 +209,12 @@ def keep_best(root: Path, k: int) -> list[Path]:
     with _locked(root / LOCK):
         _remove_leftovers(root)
         ranked = [folder for _, folder in sorted(_ranked_folders(root))]
-        for stale in ranked[k:]:
-            shutil.rmtree(stale, ignore_errors=True)
-    return ranked[:k]
+        front = {f"trial-{n:04d}" for n in also}
+        kept = [folder for i, folder in enumerate(ranked) if i < k or folder.name in front]
+        for stale in ranked:
+            if stale not in kept:
+                shutil.rmtree(stale, ignore_errors=True)
+    return kept
 
 
 @contextmanager

@@ -86,4 +86,10 @@ def study_front(study: optuna.Study, config: SearchConfig | None = None) -> list
     return pareto_points(records(study), config or load_config(study))
 
 
-__all__ = ["ParetoPoint", "front_objectives", "pareto_points", "study_front"]
+def front_summary(study: optuna.Study, config: SearchConfig) -> dict[str, Any]:
+    """``summary.json``'s ``pareto_objectives`` and ``pareto`` (the points, index order)."""
+    return {"pareto_objectives": list(front_objectives(config)),
+            "pareto": [p.to_dict() for p in study_front(study, config)]}
+
+
+__all__ = ["ParetoPoint", "front_objectives", "front_summary", "pareto_points", "study_front"]

@@ -58,9 +58,11 @@ class LatencyTarget:
     @property
     def label(self) -> str:
         """What the record stores as ``latency_device``: ``cpu (1 thread)``, ``cuda:0 (H100)``."""
+        batch = f", batch {self.batch}" if self.batch != 1 else ""
         if self.is_cuda:
-            return f"{self.device} ({torch.cuda.get_device_name(torch.device(self.device))})"
-        return f"cpu ({self.threads} thread{'s' if self.threads != 1 else ''})"
+            name = torch.cuda.get_device_name(torch.device(self.device))
+            return f"{self.device} ({name}){batch}"
+        return f"cpu ({self.threads} thread{'s' if self.threads != 1 else ''}){batch}"
 
 
 @dataclass(frozen=True)

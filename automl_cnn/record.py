@@ -186,6 +186,11 @@ def outcome_of(trial: FrozenTrial) -> Outcome:
     return _outcome(trial, attrs.get("outcome"))
 
 
+def limit_of(trial: FrozenTrial) -> str | None:
+    """The hard limit an infeasible trial broke (cheaper than its whole record)."""
+    return (trial.user_attrs.get(RECORD_ATTR) or {}).get("limit")
+
+
 def _outcome(trial: FrozenTrial, recorded: str | None) -> Outcome:
     state = trial.state.name
     if state in ("RUNNING", "WAITING"):
@@ -263,6 +268,6 @@ def load_config(study: optuna.Study) -> SearchConfig:
 
 __all__ = ["CONFIG_ATTR", "DATASET_ATTR", "IDENTITY_ATTR", "OUTCOMES", "RECORD_ATTR",
            "TARGET_ATTR", "DatasetInfo", "Fidelity", "Outcome", "PlanSummary", "StudyInfo",
-           "Timings", "TrialRecord", "Worker", "baseline_of", "enqueue_baseline", "load_config",
-           "mark_interrupted", "outcome_of", "read_study_info", "record_attrs", "records",
-           "write_record", "write_study_info"]
+           "Timings", "TrialRecord", "Worker", "baseline_of", "enqueue_baseline", "limit_of",
+           "load_config", "mark_interrupted", "outcome_of", "read_study_info", "record_attrs",
+           "records", "write_record", "write_study_info"]

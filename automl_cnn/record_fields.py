@@ -30,6 +30,7 @@ class PlanSummary:
     layer_plan: tuple[Mapping[str, Any], ...] = ()  # LayerPlan.as_rows()
     latency_ms: float | None = None
     latency_device: str | None = None
+    memory_mb: float | None = None  # peak inference memory, when --max-memory-mb asked for it
 
     @classmethod
     def of(cls, spec: ArchSpec, plan: LayerPlan) -> PlanSummary:

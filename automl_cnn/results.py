@@ -34,6 +34,30 @@ def study_counts(study: optuna.Study) -> dict[str, int]:
     return count_outcomes(outcome_of(t) for t in study.get_trials(deepcopy=False))
 
 
+def limit_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials over each hard limit (``{"max_params": 3}``): infeasible, but not for shapes."""
+    from automl_cnn.record import limit_of
+
+    found: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        limit = limit_of(trial)
+        if limit:
+            found[limit] = found.get(limit, 0) + 1
+    return found
+
+
+def counts_apart(study: optuna.Study) -> dict[str, int]:
+    """:func:`study_counts` with trials over a hard limit counted apart (``over_limit``) from
+    the ``infeasible`` ones whose shapes do not fit."""
+    counts, over = study_counts(study), sum(limit_counts(study).values())
+    out: dict[str, int] = {}
+    for key, value in counts.items():
+        out[key] = value - over if key == "infeasible" else value
+        if key == "infeasible":
+            out["over_limit"] = over
+    return out
+
+
 RankKey = tuple[int, float, float, int]
 
 
@@ -114,12 +138,13 @@ def top_from_study(study: optuna.Study, k: int) -> list[RankedArchitecture]:
 def summarize(study: optuna.Study) -> dict[str, Any]:
     """The machine-readable core of ``summary.json`` (without test accuracy and timings)."""
     ranked = ranked_trials(study)
-    counts = study_counts(study)
+    counts = counts_apart(study)
     best = ranked[0] if ranked else None
     return {
         "study_name": study.study_name,
         "trials": sum(counts.values()),
         "counts": counts,
+        "over_limit": limit_counts(study),
         "best": None if best is None else best_summary(best),
     }
 
@@ -139,4 +164,6 @@ def best_summary(best: TrialRecord) -> dict[str, Any]:
         "params": plan.params if plan else None,
         "flops": plan.flops if plan else None,
         "receptive_field": plan.receptive_field if plan else None,
+        "latency_ms": plan.latency_ms if plan else None,
+        "latency_device": plan.latency_device if plan else None,
     }

@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 
 from automl_cnn.budget import Budget, format_duration
-from automl_cnn.results import ranked_trials, study_counts
+from automl_cnn.results import counts_apart, ranked_trials
 
 
 class ProgressBar:
@@ -24,12 +24,13 @@ class ProgressBar:
                         disable=not enabled, dynamic_ncols=True, leave=True)
 
     def update(self, study: optuna.Study, _: Any) -> None:
-        counts = study_counts(study)
+        counts = counts_apart(study)
         ranked = ranked_trials(study)
         left = f"{format_duration(self.budget.search_left())} left " if self.budget else ""
+        over = f"over_limit={counts['over_limit']} " if counts["over_limit"] else ""
         self.bar.set_postfix_str(
             left + f"done={counts['complete']} pruned={counts['pruned']} "
-            f"infeasible={counts['infeasible']} failed={counts['failed']} "
+            f"infeasible={counts['infeasible']} {over}failed={counts['failed']} "
             f"best={ranked[0].val_acc:.4f}" if ranked else
             left + f"done=0 pruned={counts['pruned']} failed={counts['failed']}",
             refresh=False,

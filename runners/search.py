@@ -26,6 +26,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits, load_dataset
 from automl_cnn.device import Device, resolve_device
 from automl_cnn.errors import UserError
+from automl_cnn.front import front_summary
 from automl_cnn.record import DatasetInfo, enqueue_baseline, read_study_info, write_study_info
 from automl_cnn.redact import require_password, without_password
 from automl_cnn.results import ranked_trials, summarize
@@ -43,6 +44,7 @@ from .progress import ProgressBar, poll_progress
 from .slots import read_target, run_until_target, settle_target
 from .storage_lock import storage_lock
 from .study import open_study, search_storage
+from .target import fitted_baselines, latency_target
 from .trial import SearchInterrupted, StopFlag, TrialFailed, TrialRunner
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def prepare(config: SearchConfig, *, resume: bool,
     config.check()
     space = load_space(config.space)
     device = resolve_device(config.device)
+    latency_target(config, device)  # a --latency-device GPU that is not there fails here
     data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
                         train_subset=config.train_subset)
     _check_run_dir(config, resume=resume, join=join)
@@ -128,6 +131,8 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
                        where=shown)
         else:
             _describe_new_study(study, space, data, identity)
+            for name_, params in fitted_baselines(config, space, data):  # narrowed to limits
+                enqueue_baseline(study, params, name_)
         mode = "join" if join else "resume" if exists else "create"
         settle_target(study, config.trials, mode=mode)
     return study
@@ -280,7 +285,8 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
                    device=device.torch_device, test=None,
                    **budget_summary(study, config, plan, final))
     rundir = RunDir(run_dir)
-    kept = kept_checkpoints(run_dir, config.keep)
+    summary.update(front_summary(study, config))
+    kept = kept_checkpoints(run_dir, config.keep, also={p["trial"] for p in summary["pareto"]})
     summary["kept_models"] = [str(p) for p in kept]
     ranked = ranked_trials(study)
     if ranked:

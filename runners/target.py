@@ -5,7 +5,7 @@ breaks a hard limit (``--max-params``, ``--max-flops``, ``--max-latency-ms``,
 :class:`TargetCheck` is built once per process; it times latency (once per distinct
 architecture, cached in ``RUN_DIR/latency.json`` so resumed searches and other workers reuse
 it) only when the search needs it (``--objective latency`` or ``--max-latency-ms``), and only
-for architectures the cheaper limits let through. :func:`constraints_func` hands the same
+for architectures the cheaper limits let through. :func:`tell_constraints` hands the same
 numbers to Optuna's constrained samplers; :func:`shrunk_baselines` turns a baseline that breaks
 a limit into a narrower one that meets it, so even a limit no baseline meets starts the search
 with a feasible, known-good recipe.
@@ -14,7 +14,6 @@ with a feasible, known-good recipe.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,18 +96,13 @@ class TargetCheck:
         return self.check(spec, plan).breach
 
 
-def constraints_func(config: SearchConfig,
-                     costs_of: Callable[[Any], Costs | None]) -> Callable[[Any], list[float]] | None:
-    """Optuna's ``constraints_func`` for the search's limits (None without limits): one value
-    per limit, ``(cost - limit) / limit``, read from the finished trial by ``costs_of``."""
-    limits = Limits.of(config)
-    if not limits:
-        return None
-
-    def constraints(trial: Any) -> list[float]:
-        return limits.constraint_values(costs_of(trial))
-
-    return constraints
+def tell_constraints(trial: Any, limits: Limits, costs: Costs | None) -> None:
+    """Give the sampler one constraint per limit, ``(cost - limit) / limit`` (<= 0 feasible),
+    with Optuna 5's ``Trial.set_constraint`` (stored as the trial's ``constraints:<limit>``
+    system attributes, which TPE, NSGA-II and GP read; it replaces the deprecated
+    ``constraints_func``). ``costs`` None (a shape that does not fit) counts as within."""
+    for name, value in zip(limits.active, limits.constraint_values(costs)):
+        trial.set_constraint(name, value)
 
 
 # -- baselines that fit the limits ---------------------------------------------------------------
@@ -208,5 +202,16 @@ def shrunk_baselines(space: Any, check: TargetCheck, *, flip_ok: bool) -> list[t
     return found
 
 
-__all__ = ["Checked", "LATENCY_FILE", "TargetCheck", "constraints_func", "latency_target",
-           "shrunk_baselines"]
+def fitted_baselines(config: SearchConfig, space: Any, data: Any) -> list[tuple[str, dict]]:
+    """:func:`shrunk_baselines` for a new study on ``data`` (none without limits)."""
+    if not Limits.of(config):
+        return []
+    from automl_cnn.device import resolve_device
+
+    check = TargetCheck(config, data.input_shape, data.num_classes,
+                        resolve_device(config.device), config.run_dir)
+    return shrunk_baselines(space, check, flip_ok=data.flip_ok)
+
+
+__all__ = ["Checked", "LATENCY_FILE", "TargetCheck", "fitted_baselines", "latency_target",
+           "shrunk_baselines", "tell_constraints"]

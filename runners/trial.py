@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from .climb import (
     rung_time_cap,
 )
 from .keep import keep_if_good
+from .target import Checked, TargetCheck, tell_constraints
 
 log = logging.getLogger(__name__)
 PRUNED_BECAUSE = "val_acc below the pruner's bar"
@@ -86,8 +88,10 @@ def worst_values(config: SearchConfig) -> list[float]:
     return [0.0 if d == "maximize" else float(2**53) for d in config.directions]
 
 
-def objective_values(config: SearchConfig, val_acc: float, plan: LayerPlan) -> list[float]:
-    got = {"val_acc": val_acc, "params": float(plan.params), "flops": float(plan.flops)}
+def objective_values(config: SearchConfig, val_acc: float, plan: LayerPlan,
+                     latency_ms: float | None = None) -> list[float]:
+    got = {"val_acc": val_acc, "params": float(plan.params), "flops": float(plan.flops),
+           "latency": float(latency_ms if latency_ms is not None else 2**53)}
     return [got[name] for name in config.objectives]
 
 
@@ -108,6 +112,7 @@ class TrialRunner:
         # Every trial trains a rung on the same class-balanced images (like with like).
         self.rung_data = {r.index: rung_data(data, r, seed=config.seed)
                           for r in self.ladder.rungs}
+        self.target = TargetCheck(config, data.input_shape, data.num_classes, device, run_dir)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         if self.stop:
@@ -122,13 +127,23 @@ class TrialRunner:
             plan = plan_layers(spec, self.data.input_shape, self.data.num_classes)
         except InfeasibleArchitecture as exc:
             log.info("trial %d infeasible: %s", trial.number, exc)
+            tell_constraints(trial, self.target.limits, None)
             values = worst_values(self.config)
             self._end(trial, record.replace(outcome=Outcome.INFEASIBLE, reason=str(exc),
                                             values=tuple(values)), started)
             return values[0] if len(values) == 1 else values
-        record = record.replace(plan=PlanSummary.of(spec, plan))
+        checked = self.target.check(spec, plan)  # hard limits and latency, before training
+        tell_constraints(trial, self.target.limits, checked.costs)
+        record = record.replace(plan=with_costs(PlanSummary.of(spec, plan), checked))
         write_record(trial, record)  # a report drawn now shows this running trial
         self.tracker.log_plan(trial.number, spec, plan)
+        if checked.breach is not None:  # recorded like a shape that does not fit, never trained
+            log.info("trial %d over a limit: %s", trial.number, checked.breach.reason)
+            values = worst_values(self.config)
+            self._end(trial, record.replace(outcome=Outcome.INFEASIBLE, values=tuple(values),
+                                            reason=checked.breach.reason,
+                                            limit=checked.breach.limit), started)
+            return values[0] if len(values) == 1 else values
         values = self._train(trial, record, plan, started)
         return values[0] if len(values) == 1 else values
 
@@ -158,7 +173,8 @@ class TrialRunner:
             finished = done
         if not self.ladder.is_flat:
             trial.report(float(done.val_acc or 0.0), step=rung.index)
-        values = objective_values(self.config, float(done.val_acc or 0.0), plan)
+        values = objective_values(self.config, float(done.val_acc or 0.0), plan,
+                                  record.plan.latency_ms if record.plan else None)
         done = done.replace(values=tuple(values))
         keep_if_good(trial.study, done, model, self.data, self.config, self.run_dir,
                      self.tracker)
@@ -239,6 +255,14 @@ class TrialRunner:
                        callbacks=callbacks, epochs=rung.epochs,
                        seed=self.config.seed * 100_003 + trial.number)
         return fit.model
+
+
+def with_costs(plan: PlanSummary, checked: Checked) -> PlanSummary:
+    """The plan summary with what was measured before training (latency, memory)."""
+    latency = checked.latency
+    return replace(plan, latency_ms=latency.median_ms if latency else None,
+                   latency_device=latency.device if latency else None,
+                   memory_mb=checked.costs.memory_mb)
 
 
 def trained(record: TrialRecord, history: list[dict[str, float]], seconds: float,

@@ -10,7 +10,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.device import resolve_device
 from automl_cnn.errors import UserError
 from automl_cnn.limits import Costs
-from automl_cnn.runners.target import TargetCheck, constraints_func, latency_target, shrunk_baselines
+from automl_cnn.runners.target import TargetCheck, latency_target, shrunk_baselines
 from automl_cnn.search_spaces import load_space
 from automl_cnn.shapes import plan_layers
 
@@ -82,9 +82,17 @@ def test_baselines_that_break_a_limit_are_narrowed_until_they_fit(tmp_path, limi
         assert spec.train == _baseline(space, 0 if name.startswith("conv") else 1).train
 
 
-def test_constraints_func_gives_one_relative_value_per_limit():
-    config = SearchConfig(max_params=1000, max_flops=10_000)
-    func = constraints_func(config, lambda trial: trial)
-    assert func(Costs(params=500, flops=20_000)) == [-0.5, 1.0]
-    assert func(None) == [0.0, 0.0]  # shape-infeasible: nothing to measure
-    assert constraints_func(SearchConfig(), lambda trial: trial) is None
+def test_each_limit_becomes_one_named_optuna_constraint():
+    import optuna
+
+    from automl_cnn.limits import Limits
+    from automl_cnn.runners.target import tell_constraints
+
+    study = optuna.create_study()
+    trial = study.ask()
+    tell_constraints(trial, Limits(max_params=1000, max_flops=10_000),
+                     Costs(params=500, flops=20_000))
+    study.tell(trial, 0.5)
+    frozen = study.trials[0]
+    assert frozen.system_attrs == {"constraints:max_params": -0.5, "constraints:max_flops": 1.0}
+    assert frozen.constraints == {"max_params": -0.5, "max_flops": 1.0}

@@ -102,6 +102,19 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
                    help="batch size of the timed forward pass (and the memory limit)")
 
 
+def print_limits_and_front(summary: dict[str, Any], out: Any) -> None:
+    """Trials the hard limits kept from training, and the size of the Pareto front."""
+    over = summary.get("over_limit") or {}
+    if over:
+        print(f"Over a hard limit, never trained: {sum(over.values())} trials ("
+              + ", ".join(f"{k} {v}" for k, v in over.items()) + ")", file=out)
+    front = summary.get("pareto") or []
+    if front:
+        print(f"Pareto front ({', '.join(summary['pareto_objectives'])}): {len(front)} trials; "
+              "list them with automl-cnn best --pareto, ship one with export --pareto I",
+              file=out)
+
+
 def target_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The SearchConfig fields of :func:`add_target_arguments`."""
     return {name: getattr(args, name) for name in (
@@ -224,7 +237,9 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
     else:
         print(f"Best trial {best['trial']}: val_acc {best['value']:.4f}, "
               f"{best['params']:,} params, {best['flops']:,} FLOPs, "
-              f"receptive field {best['receptive_field']}px", file=out)
+              f"receptive field {best['receptive_field']}px"
+              + (f", {best['latency_ms']:.3f} ms on {best['latency_device']}"
+                 if best.get("latency_ms") is not None else ""), file=out)
         print_budget(summary, out)
         if summary.get("test"):
             which = ("final model (trained on train + validation)"
@@ -232,6 +247,7 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
             print(f"Test accuracy of the {which}, evaluated once: "
                   f"{summary['test']['accuracy']:.4f}", file=out)
         print(format_plan_rows(best["layer_plan"]), file=out)
+    print_limits_and_front(summary, out)
     run_dir = RunDir(summary["run_dir"])
     print(f"\nRun directory: {run_dir.path}  ({run_dir.summary.name}, {run_dir.models.name}/, "
           f"{run_dir.config.name})", file=out)

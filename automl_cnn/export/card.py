@@ -40,6 +40,9 @@ def metrics_table(meta: dict[str, Any]) -> str:
         rows.append(["test accuracy (these weights, seed " + str(r["seed"]) + ")",
                      f"{r['this_seed']:.4f}"])
     rows += [["parameters", f"{meta['params']:,}"], ["FLOPs per image", f"{meta['flops']:,}"]]
+    if meta.get("latency_ms") is not None:  # measured by the search, untrained weights
+        rows.append([f"latency per forward pass (search, {meta['latency_device']})",
+                     f"{meta['latency_ms']:.3f} ms"])
     return _table(["metric", "value"], rows, {1})
 
 

@@ -86,15 +86,17 @@ def _pick_weights(src: RunSource, rank: int, retrained: bool, seed: int | None) 
 
 def export_model(source: Source, out: str | Path, *, rank: int = 0, fmt: str = "safetensors",
                  retrained: bool = False, seed: int | None = None,
-                 study_name: str | None = None) -> Path:
+                 study_name: str | None = None, pareto: int | None = None) -> Path:
     """Write the export folder for ``rank``'s model into ``out``; returns the folder.
 
     ``retrained=True`` exports the weights of ``automl-cnn retrain`` (``seed``: which run;
-    default the lowest seed) instead of the search's.
+    default the lowest seed) instead of the search's. ``pareto=i`` exports point ``i`` of
+    the Pareto front (:mod:`automl_cnn.front`) instead of a rank.
     """
     write_extra = format_for(fmt)
     out = check_out(Path(out))
     src = open_source(source, study_name=study_name)
+    rank = src.pareto_rank(pareto) if pareto is not None else rank
     model, spec, saved = load_checkpoint(_pick_weights(src, rank, retrained, seed))
     meta = _export_meta(src, rank, fmt, CheckpointMeta.from_dict(saved), retrained)
     plan = plan_layers(spec, meta.input_shape, meta.num_classes)
@@ -117,7 +119,9 @@ def _export_meta(src: RunSource, rank: int, fmt: str, saved: CheckpointMeta,
                    value=float(trial.values[0]),
                    search_test_acc=_search_test_acc(src, trial.number),
                    source=without_password(src.storage_url), automl_cnn_version=__version__,
-                   retrained=saved.retrained if retrained else None)
+                   retrained=saved.retrained if retrained else None,
+                   latency_ms=trial.plan.latency_ms if trial.plan else None,
+                   latency_device=trial.plan.latency_device if trial.plan else None)
 
 
 __all__ = ["MODEL_PY", "check_out", "export_model", "without_password"]

@@ -15,7 +15,7 @@ from typing import Any
 import mlflow
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -147,10 +147,32 @@ def summary_metrics(summary: dict[str, Any]) -> list[Metric]:
     return metrics
 
 
+def cost_metrics(record: Any) -> list[Metric]:
+    """A trial's measured costs: latency and peak inference memory, when measured."""
+    plan, now = record.plan, now_ms()
+    if plan is None:
+        return []
+    return [Metric(name, float(value), now, 0) for name, value in (
+        ("latency_ms", plan.latency_ms), ("memory_mb", plan.memory_mb)) if value is not None]
+
+
+def log_front(client: MlflowClient, run_id: str, summary: dict[str, Any]) -> None:
+    """The Pareto front on the parent run: ``pareto.json`` (summary.json's points, with their
+    objectives), a ``pareto_size`` metric and an ``automl_cnn.pareto_trials`` tag."""
+    front = summary.get("pareto")
+    if front is None:
+        return
+    client.log_dict(run_id, {"objectives": summary.get("pareto_objectives"), "points": front},
+                    "pareto.json")
+    client.log_batch(run_id, metrics=[Metric("pareto_size", float(len(front)), now_ms(), 0)],
+                     tags=[RunTag("automl_cnn.pareto_trials",
+                                  ",".join(str(p["trial"]) for p in front)[:5000])])
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 __all__ = ["CHAMPION", "ROLE", "STUDY", "TRIAL", "attach_parent", "check_model_name",
-           "create_parent", "log_model", "now_ms", "open_experiment", "study_parents",
-           "summary_metrics"]
+           "cost_metrics", "create_parent", "log_front", "log_model", "now_ms",
+           "open_experiment", "study_parents", "summary_metrics"]

@@ -46,13 +46,14 @@ from automl_cnn.shapes import LayerPlan
 from automl_cnn.tracking import Tracker, resolve_tracking_uri
 from automl_cnn.tracking.champion import LOSS_TAG, beats_champion, crown_best
 from automl_cnn.tracking.mlflow_runs import (
-    ROLE, STUDY, TRIAL, attach_parent, check_model_name, create_parent, log_model, now_ms,
-    open_experiment, study_parents, summary_metrics)
+    ROLE, STUDY, TRIAL, attach_parent, check_model_name, cost_metrics, create_parent, log_front,
+    log_model, now_ms, open_experiment, study_parents, summary_metrics)
 from automl_cnn.tracking.mlflow_store import check_reachable, clip, dataset_input, quick_http
 
 log = logging.getLogger(__name__)
 
 STATE, REASON, PRUNED_EPOCH = "automl_cnn.state", "automl_cnn.reason", "automl_cnn.pruned_epoch"
+LIMIT = "automl_cnn.limit"  # the hard limit an infeasible trial broke
 #: Epoch metrics go out at most this often (seconds) and with the trial's last call: a
 #: sub-second digits trial costs one metrics call, a minutes-long CIFAR epoch shows live.
 SEND_EVERY = 1.0
@@ -162,8 +163,10 @@ class MlflowTracker(Tracker):
                 tags.append(RunTag(REASON, clip(record.reason, MAX_TAG_VAL_LENGTH)))
             if record.pruned_epoch is not None:
                 tags.append(RunTag(PRUNED_EPOCH, str(record.pruned_epoch)))
+            if record.limit:
+                tags.append(RunTag(LIMIT, record.limit))
             self.client.log_batch(run_id, params=self._pending.pop(number, []), tags=tags,
-                                  metrics=self._epochs.pop(number, []))
+                                  metrics=self._epochs.pop(number, []) + cost_metrics(record))
             self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
 
     def new_best(self, number: int, value: float, model: nn.Module,
@@ -246,6 +249,7 @@ class MlflowTracker(Tracker):
                 self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
             self.client.set_terminated(self.parent_id, status)
             self.client.log_batch(self.parent_id, metrics=summary_metrics(summary))
+            log_front(self.client, self.parent_id, summary)
 
     # -- pieces -------------------------------------------------------------------------------
     def _off(self, number: int | None = None) -> bool:
