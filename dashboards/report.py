@@ -25,6 +25,7 @@ from automl_cnn.rundir import RunDir
 
 from .arch_data import top_architectures
 from .data import trial_rows
+from .front_section import front_section
 from .ladder import ladder_section
 from .sections import (
     Figure,
@@ -63,6 +64,7 @@ def build_sections(study: optuna.Study, *, run_dir: Path | None = None, top_k: i
     sections += architecture_sections(top, info.dataset)
     sections.append(network_section(top, Path(run_dir) if run_dir else None, info.config))
     sections += ladder_section(study, Path(run_dir) if run_dir else None)
+    sections.append(front_section(recs, info.config))
     return sections, snapshot_notice(study, rows, now)
 
 

@@ -171,3 +171,23 @@ def _import(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_report_lists_the_front_and_the_trials_over_limits(limited, front_run) -> None:
+    from automl_cnn.dashboards.front_section import limits_text
+
+    outcome, _ = front_run
+    page = (outcome.run_dir / "report.html").read_text()
+    assert "Pareto front and limits" in page
+    assert page.count("<td>cpu (1 thread)</td>") == len(outcome.summary["pareto"])
+    recs = records(limited.study)
+    over = limited.summary["over_limit"]["max_params"]
+    text = limits_text(recs, _config(limited))
+    assert f"--max-params 2000: {over} over" in text
+    assert "Pareto front and limits" in (limited.run_dir / "report.html").read_text()
+
+
+def _config(outcome):
+    from automl_cnn.record import load_config
+
+    return load_config(outcome.study)
