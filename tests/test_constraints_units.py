@@ -110,3 +110,21 @@ def test_latency_cache_keys_and_file_reuse(tmp_path):
     assert LatencyCache(path).latency(other_recipe, (1, 8, 8), 10, target) == first
     path.write_text("{torn")
     assert LatencyCache(path).get(cache_key(SPEC, (1, 8, 8), target)) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_latency_is_timed_with_events_and_memory_measured():
+    from automl_cnn.latency import peak_memory_mb
+
+    target = LatencyTarget("cuda:0", batch=8)
+    a = measure_spec_latency(SPEC, (1, 8, 8), 10, target)
+    b = measure_spec_latency(SPEC, (1, 8, 8), 10, target)
+    assert a.device.startswith("cuda:0 (") and a.device.endswith(", batch 8")
+    assert abs(a.median_ms - b.median_ms) <= 0.3 * max(a.median_ms, b.median_ms), (a, b)
+    plan = plan_layers(SPEC, (1, 8, 8), 10)
+    measured = peak_memory_mb(SPEC, plan, (1, 8, 8), 10, target)
+    weights_mb = plan.params * 4 / 2**20
+    print(f"cuda latency {a.median_ms:.4f} ms (p10 {a.p10_ms:.4f}, p90 {a.p90_ms:.4f}, "
+          f"{a.runs} runs); peak memory measured {measured:.3f} MB, CPU estimate "
+          f"{estimated_memory_mb(plan, 8):.3f} MB, weights {weights_mb:.3f} MB")
+    assert weights_mb < measured < 64
