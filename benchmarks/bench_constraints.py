@@ -36,7 +36,7 @@ TARGET = LatencyTarget("cpu", threads=1, batch=1)
 
 def search(dataset: str, out: Path, trials: int, **limits: Any) -> Any:
     config = SearchConfig(trials=trials, dataset=dataset, seed=0, out=str(out), mlflow=False,
-                          **limits)
+                          jobs=1, **limits)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return run_search(config, progress=False)
 
