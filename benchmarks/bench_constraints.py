@@ -85,8 +85,12 @@ def main() -> None:
                         help="trials per search on the harder set")
     harder = "clutter:3000" if "clutter" in DATASETS else "shapes"
     parser.add_argument("--harder", default=harder, help="the harder built-in set")
+    parser.add_argument("--only", choices=("digits", "harder"), default=None,
+                        help="run one of the two sets (e.g. both at once in two processes)")
     args = parser.parse_args()
-    plan = [("digits", args.trials), (args.harder, args.hard_trials)]
+    plan = [(d, n) for d, n, which in (("digits", args.trials, "digits"),
+                                       (args.harder, args.hard_trials, "harder"))
+            if args.only in (None, which)]
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench(d, n, Path(tmp)) for d, n in plan]
     print("| dataset | trials | unconstrained best: val acc / test acc / latency | limit | "
