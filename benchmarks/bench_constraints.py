@@ -15,6 +15,7 @@ keeps the run short on a 2-core CPU; ``shapes`` stands in where clutter is not b
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import optuna
 
+from automl_cnn.api import open_source
 from automl_cnn.arch import ArchSpec
 from automl_cnn.checkpoint import load_checkpoint
 from automl_cnn.config import SearchConfig
@@ -52,29 +54,40 @@ def latency_ms(model_or_spec: Any, shape: tuple[int, int, int], classes: int) ->
 
 def bench(dataset: str, trials: int, tmp: Path) -> dict[str, Any]:
     free = search(dataset, tmp / f"{dataset}-free", trials)
-    best = free.summary["best"]
-    spec = ArchSpec.from_dict(best["arch"])
-    info = free.study.user_attrs["automl_cnn.dataset"]
-    shape, classes = tuple(info["input_shape"]), int(info["num_classes"])
-    free_ms = latency_ms(spec, shape, classes)  # type: ignore[arg-type]
-    limit = free_ms / 2
-    held = search(dataset, tmp / f"{dataset}-limited", trials, max_latency_ms=limit)
-    recs = records(held.study)
+    spec, shape, classes = best_of(free.run_dir)
+    limit = latency_ms(spec, shape, classes) / 2
+    search(dataset, tmp / f"{dataset}-limited", trials, max_latency_ms=limit)
+    return row(dataset, tmp / f"{dataset}-free", tmp / f"{dataset}-limited", tmp)
+
+
+def best_of(run_dir: Path) -> tuple[ArchSpec, tuple[int, int, int], int]:
+    """The best architecture of a finished search, its input shape and class count."""
+    src = open_source(run_dir)
+    return src.spec(0), src.input_shape, src.num_classes
+
+
+def row(dataset: str, free_dir: Path, held_dir: Path, tmp: Path) -> dict[str, Any]:
+    """The table row of two finished searches (also usable on the run directories alone)."""
+    free_sum = json.loads((free_dir / "summary.json").read_text())
+    held_sum = json.loads((held_dir / "summary.json").read_text())
+    spec, shape, classes = best_of(free_dir)
+    limit = json.loads((held_dir / "config.json").read_text())["max_latency_ms"]
+    recs = records(open_source(held_dir).study)
     over = [r for r in recs if r.limit == "max_latency_ms"]
     trained = [r for r in recs if r.outcome in (Outcome.COMPLETE, Outcome.PRUNED)]
     mean_train = statistics.mean(r.timings.train_seconds for r in trained) if trained else 0.0
-    top = held.summary["best"]
-    folder = export_model(held.run_dir, tmp / f"{dataset}-export")
+    top = held_sum["best"]
+    folder = export_model(held_dir, tmp / f"{dataset}-export")
     model, _, _ = load_checkpoint(folder)
-    exported_ms = latency_ms(model, shape, classes)  # type: ignore[arg-type]
     return {
-        "dataset": dataset, "trials": trials, "free_acc": best["value"],
-        "free_test": (free.summary.get("test") or {}).get("accuracy"), "free_ms": free_ms,
-        "limit_ms": limit, "acc": top["value"] if top else None,
-        "test": (held.summary.get("test") or {}).get("accuracy"),
+        "dataset": dataset, "trials": free_sum["trials"], "free_acc": free_sum["best"]["value"],
+        "free_test": (free_sum.get("test") or {}).get("accuracy"),
+        "free_ms": latency_ms(spec, shape, classes), "limit_ms": limit,
+        "acc": top["value"] if top else None,
+        "test": (held_sum.get("test") or {}).get("accuracy"),
         "ms": top["latency_ms"] if top else None, "over": len(over),
         "over_s": sum(r.timings.total_seconds for r in over), "mean_train_s": mean_train,
-        "exported_ms": exported_ms,
+        "exported_ms": latency_ms(model, shape, classes),
     }
 
 
@@ -87,12 +100,22 @@ def main() -> None:
     parser.add_argument("--harder", default=harder, help="the harder built-in set")
     parser.add_argument("--only", choices=("digits", "harder"), default=None,
                         help="run one of the two sets (e.g. both at once in two processes)")
+    parser.add_argument("--from-runs", nargs=3, metavar=("DATASET", "FREE_DIR", "LIMITED_DIR"),
+                        default=None, help="only measure two finished searches' run directories")
     args = parser.parse_args()
+    if args.from_runs:
+        name, free_dir, held_dir = args.from_runs
+        with tempfile.TemporaryDirectory() as tmp:
+            print_rows([row(name, Path(free_dir), Path(held_dir), Path(tmp))])
+        return
     plan = [(d, n) for d, n, which in (("digits", args.trials, "digits"),
                                        (args.harder, args.hard_trials, "harder"))
             if args.only in (None, which)]
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [bench(d, n, Path(tmp)) for d, n in plan]
+        print_rows([bench(d, n, Path(tmp)) for d, n in plan])
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
     print("| dataset | trials | unconstrained best: val acc / test acc / latency | limit | "
           "constrained best: val acc / test acc / latency | over the limit (never trained) | "
           "exported model's latency vs recorded |")
