@@ -36,9 +36,9 @@ from automl_cnn.runners.search import run_search
 TARGET = LatencyTarget("cpu", threads=1, batch=1)
 
 
-def search(dataset: str, out: Path, trials: int, **limits: Any) -> Any:
-    config = SearchConfig(trials=trials, dataset=dataset, seed=0, out=str(out), mlflow=False,
-                          jobs=1, **limits)
+def search(dataset: str, out: Path, trials: int, space: str, **limits: Any) -> Any:
+    config = SearchConfig(trials=trials, dataset=dataset, space=space, seed=0, out=str(out),
+                          mlflow=False, jobs=1, **limits)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return run_search(config, progress=False)
 
@@ -52,11 +52,11 @@ def latency_ms(model_or_spec: Any, shape: tuple[int, int, int], classes: int) ->
     return statistics.median(r.median_ms for r in runs)
 
 
-def bench(dataset: str, trials: int, tmp: Path) -> dict[str, Any]:
-    free = search(dataset, tmp / f"{dataset}-free", trials)
+def bench(dataset: str, trials: int, space: str, tmp: Path) -> dict[str, Any]:
+    free = search(dataset, tmp / f"{dataset}-free", trials, space)
     spec, shape, classes = best_of(free.run_dir)
     limit = latency_ms(spec, shape, classes) / 2
-    search(dataset, tmp / f"{dataset}-limited", trials, max_latency_ms=limit)
+    search(dataset, tmp / f"{dataset}-limited", trials, space, max_latency_ms=limit)
     return row(dataset, tmp / f"{dataset}-free", tmp / f"{dataset}-limited", tmp)
 
 
@@ -98,6 +98,7 @@ def main() -> None:
                         help="trials per search on the harder set")
     harder = "clutter:3000" if "clutter" in DATASETS else "shapes"
     parser.add_argument("--harder", default=harder, help="the harder built-in set")
+    parser.add_argument("--space", default="default", help="the search space of every search")
     parser.add_argument("--only", choices=("digits", "harder"), default=None,
                         help="run one of the two sets (e.g. both at once in two processes)")
     parser.add_argument("--from-runs", nargs=3, metavar=("DATASET", "FREE_DIR", "LIMITED_DIR"),
@@ -112,7 +113,7 @@ def main() -> None:
                                        (args.harder, args.hard_trials, "harder"))
             if args.only in (None, which)]
     with tempfile.TemporaryDirectory() as tmp:
-        print_rows([bench(d, n, Path(tmp)) for d, n in plan])
+        print_rows([bench(d, n, args.space, Path(tmp)) for d, n in plan])
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
