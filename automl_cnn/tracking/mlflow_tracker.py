@@ -44,7 +44,7 @@ from automl_cnn.record import Outcome, TrialRecord
 from automl_cnn.redact import scrub, without_password
 from automl_cnn.shapes import LayerPlan
 from automl_cnn.tracking import Tracker, resolve_tracking_uri
-from automl_cnn.tracking.champion import LOSS_TAG, beats_champion, crown_best
+from automl_cnn.tracking.champion import CHAMPION, LOSS_TAG, beats_champion, crown_best
 from automl_cnn.tracking.mlflow_runs import (
     ROLE, STUDY, TRIAL, attach_parent, check_model_name, cost_metrics, create_parent, log_front,
     log_model, now_ms, open_experiment, study_parents, summary_metrics)
