@@ -96,8 +96,8 @@ def run_once(dataset: str, jobs: str, *, trials: int | None, seconds: float | No
     cmd = ["automl-cnn", "search", "--dataset", dataset, "--space", space, "--jobs", jobs,
            "--device", device, "--seed", str(seed), "--no-mlflow", "--no-progress",
            "--out", str(out), "--trials", str(trials or 100_000)]
-    if seconds:
-        cmd += ["--timeout", str(seconds)]
+    if seconds:  # --timeout bounds the whole command; no final fit, no fidelity ladder
+        cmd += ["--timeout", str(seconds), "--no-final-fit", "--ladder", "off"]
     sampler = BusySampler(gpu)
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -111,11 +111,13 @@ def run_once(dataset: str, jobs: str, *, trials: int | None, seconds: float | No
     first = (out / "config.json").stat().st_mtime
     last = (out / "summary.json").stat().st_mtime
     shutil.rmtree(out, ignore_errors=True)
-    search = summary["wall_seconds"]
+    search = (summary.get("phases") or {}).get("search") or summary["wall_seconds"]
+    # Trials that ran to an outcome; one stopped by the deadline (interrupted) does not count.
+    trials = sum(v for k, v in summary["counts"].items() if k not in ("interrupted", "running"))
     return {
-        "jobs": jobs, "trials": summary["trials"], "counts": summary["counts"],
+        "jobs": jobs, "trials": trials, "counts": summary["counts"],
         "wall_s": round(wall, 2), "search_s": round(search, 2),
-        "trials_per_hour": round(summary["trials"] * 3600 / search, 1),
+        "trials_per_hour": round(trials * 3600 / search, 1),
         "device_busy_pct": sampler.mean(first, last),
         "device_busy_pct_whole_command": sampler.mean(),
         "best_val_acc": (summary.get("best") or {}).get("value"),
