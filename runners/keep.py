@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Module,
                  data: ImageSplits, config: SearchConfig, run_dir: Path,
                  tracker: Tracker) -> None:
-    """Save ``record``'s weights, keep the best ``config.keep`` checkpoints and those on the
-    Pareto front (so any front point can be exported), and call
+    """Save ``record``'s weights, keep the best ``config.keep`` checkpoints (and, searching
+    several objectives, those on the Pareto front), and call
     ``tracker.new_best`` when no completed trial ranks above this one."""
     ranked = ranked_trials(study)  # this trial is still running, so not in the ranking
     cpu_model = model.to("cpu").eval()
@@ -40,9 +40,7 @@ def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Modul
     rundir = RunDir(run_dir)
     try:
         save_checkpoint(rundir.trial_folder(record.number), cpu_model, record.spec, meta)
-        others = [r for r in records(study) if r.number != record.number]  # this one: running
-        front = pareto_points([*others, record], config)
-        keep_best(rundir.models, config.keep, also={p.trial for p in front})
+        keep_best(rundir.models, config.keep, also=front_trials(study, record, config))
     except OSError as exc:  # a full disk, a read-only folder: the trial itself is done
         log.warning("trial %d's weights could not be saved in %s (%s: %s); the trial stays "
                     "complete and the search goes on. Free space there; `automl-cnn retrain` "
@@ -51,6 +49,16 @@ def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Modul
     if not ranked or record_key(record) < record_key(ranked[0]):
         example = data.x_val[:4].float().div(255.0).cpu()
         tracker.new_best(record.number, float(record.val_acc or 0.0), cpu_model, example)
+
+
+def front_trials(study: optuna.Study, record: TrialRecord, config: SearchConfig) -> set[int]:
+    """A multi-objective search's Pareto front with ``record`` (still running) on it: those
+    weights are kept beside the best ``--keep``, so any point can be exported. A
+    single-objective search keeps its best ``--keep`` only."""
+    if not config.multi_objective:
+        return set()
+    others = [r for r in records(study) if r.number != record.number]
+    return {p.trial for p in pareto_points([*others, record], config)}
 
 
 def kept_checkpoints(run_dir: Path, keep: int, *, also: Collection[int] = ()) -> list[Path]:

@@ -286,7 +286,8 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
                    **budget_summary(study, config, plan, final))
     rundir = RunDir(run_dir)
     summary.update(front_summary(study, config))
-    kept = kept_checkpoints(run_dir, config.keep, also={p["trial"] for p in summary["pareto"]})
+    front = {p["trial"] for p in summary["pareto"]} if config.multi_objective else set()
+    kept = kept_checkpoints(run_dir, config.keep, also=front)
     summary["kept_models"] = [str(p) for p in kept]
     ranked = ranked_trials(study)
     if ranked:
