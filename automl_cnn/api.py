@@ -31,6 +31,7 @@ from automl_cnn.arch import ArchSpec
 from automl_cnn.checkpoint import WEIGHTS, load_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
+from automl_cnn.redact import without_password
 from automl_cnn.record import DATASET_ATTR, TrialRecord, load_config, read_study_info
 from automl_cnn.redact import require_password, without_password
 from automl_cnn.rundir import JOURNAL_PREFIX, RunDir

@@ -27,7 +27,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial
 
 from automl_cnn import pareto
-from automl_cnn.record import OUTCOMES, TrialRecord
+from automl_cnn.record import OUTCOMES, Outcome, TrialRecord
 
 #: Report colours for each trial outcome (also the legend order).
 OUTCOME_COLORS = dict(zip(OUTCOMES, (
@@ -77,7 +77,7 @@ def trial_rows(trials: list[FrozenTrial] | list[TrialRecord]) -> list[TrialRow]:
 
 def completed(rows: list[TrialRow]) -> list[TrialRow]:
     """Trials that trained to their full budget (the ones that rank), as in ``results``."""
-    return [r for r in rows if r.outcome == "complete" and r.val_acc is not None]
+    return [r for r in rows if r.outcome == Outcome.COMPLETE and r.val_acc is not None]
 
 
 # -- optimisation history ---------------------------------------------------------------------
@@ -93,7 +93,8 @@ class History:
 
 
 def optimization_history(rows: list[TrialRow]) -> History:
-    shown = [r for r in rows if r.val_acc is not None and r.outcome in ("complete", "pruned")]
+    shown = [r for r in rows
+             if r.val_acc is not None and r.outcome in (Outcome.COMPLETE, Outcome.PRUNED)]
     best, best_numbers, best_values = -math.inf, [], []
     for r in completed(rows):
         best = max(best, r.val_acc)  # type: ignore[type-var]
@@ -116,7 +117,7 @@ class Curve:
 def learning_curves(rows: list[TrialRow]) -> list[Curve]:
     return [
         Curve(r.number, r.outcome, [e for e, _ in r.curve], [a for _, a in r.curve],
-              r.curve[-1][0] if r.outcome == "pruned" else None)
+              r.curve[-1][0] if r.outcome == Outcome.PRUNED else None)
         for r in rows if r.curve
     ]
 
@@ -187,7 +188,7 @@ def pruning_savings(rows: list[TrialRow]) -> PruningSavings:
     ``epochs_budget``; every other trial (infeasible ones train 0 epochs) costs what it cost."""
     trained = {o: 0 for o in OUTCOME_COLORS}
     saved, seconds = 0, 0.0
-    pruned = [r for r in rows if r.outcome == "pruned"]
+    pruned = [r for r in rows if r.outcome == Outcome.PRUNED]
     for r in rows:
         trained[r.outcome] += r.epochs_trained
     for r in pruned:

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
-from automl_cnn.record import DatasetInfo
+from automl_cnn.record import DatasetInfo, Outcome
 from automl_cnn.rundir import RunDir
 
 from . import arch_figures as af
@@ -217,7 +217,7 @@ def network_section(top: list[TopArchitecture], run_dir: Path | None,
 
 
 def snapshot_notice(study: optuna.Study, rows: list[TrialRow], now: datetime) -> Notice | None:
-    running = sum(r.outcome == "running" for r in rows)
+    running = sum(r.outcome == Outcome.RUNNING for r in rows)
     if not rows:
         return Notice(f"Study {study.study_name!r} has no trials yet.")
     if running:

@@ -22,7 +22,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
-from test_tracking import Server
+from tracking_server import Server
 
 from automl_cnn.results import ranked_trials
 from automl_cnn.runners.liveness import LEASE_ATTR, LOST_ATTR

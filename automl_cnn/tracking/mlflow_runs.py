@@ -23,6 +23,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from torch import nn
 
 from automl_cnn.errors import UserError
+from automl_cnn.record import Outcome
 from automl_cnn.redact import scrub, without_password
 from automl_cnn.tracking.champion import CHAMPION
 from automl_cnn.tracking.mlflow_store import (
@@ -140,7 +141,7 @@ def summary_metrics(summary: dict[str, Any]) -> list[Metric]:
     """The parent run's closing metrics: trial counts and the test accuracy."""
     now = now_ms()
     metrics = [Metric(f"trials_{k}", float(v), now, 0)
-               for k, v in summary.get("counts", {}).items() if k != "running"]
+               for k, v in summary.get("counts", {}).items() if k != Outcome.RUNNING]
     test = summary.get("test") or {}
     if isinstance(test.get("accuracy"), (int, float)) and math.isfinite(test["accuracy"]):
         metrics.append(Metric("test_acc", float(test["accuracy"]), now, 0))

@@ -111,7 +111,7 @@ class MlflowTracker(Tracker):
             return
         with self._guard(f"starting trial {number}'s run"):
             tags = {"mlflow.parentRunId": self.parent_id, STUDY: self.study, ROLE: "trial",
-                    TRIAL: str(number), STATE: "running"}
+                    TRIAL: str(number), STATE: Outcome.RUNNING.value}
             run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:03d}",
                                          tags=tags)
             self.runs[number] = run.info.run_id
