@@ -5,7 +5,7 @@
 #   CPU_SMOKE=1 OUT=/tmp/gc bash benchmarks/gpu_check.sh   # here: tiny sizes, CPU, no wheels
 #
 # Every step runs under its own `timeout` (capped by what is left of BUDGET seconds) and writes
-# its figures to $OUT/<step>.json|txt as soon as it has them, so a run cut short keeps the rest.
+# its figures to $RES/<step>.json|txt (packed into $OUT/results.tgz) as soon as it has them.
 # The box has torch and lightning but not optuna & co.: the wheels carried in .whl/ go to
 # /tmp/site. The package maps runners/, dashboards/ and search_spaces/ into automl_cnn
 # (setuptools package-dir), so it is put together in /tmp/automl_pkg with links: no build step,
@@ -19,26 +19,31 @@ BUDGET=${BUDGET:-$(( 470 * SCALE ))}
 PY=${PY:-python3}
 REPO=$PWD
 START=$(date +%s)
-mkdir -p "$OUT"
+# Figures go to $RES; after every step they are packed into ONE file, $OUT/results.tgz, because
+# the device tool brings back only a few files from $OUT (a run that wrote 13 lost most of them).
+RES=${RES:-/tmp/gpu_check_res}
+mkdir -p "$OUT" "$RES"
+pack() { tar czf "$OUT/results.tgz" -C "$RES" . 2>/dev/null; }
 
-log() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/log.txt"; }
+log() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$RES/log.txt"; }
 
-step() {  # step NAME SECONDS COMMAND...: stdout+stderr to $OUT/NAME.txt
+step() {  # step NAME SECONDS COMMAND...: stdout+stderr to $RES/NAME.txt
   local name=$1 limit=$(( $2 * SCALE )) left rc
   shift 2
   left=$(( BUDGET - ($(date +%s) - START) ))
   (( left < limit )) && limit=$left
   if (( limit < 10 )); then log "skip $name: budget spent"; return; fi
   log "start $name (limit ${limit}s)"
-  timeout --signal=INT --kill-after=20 "$limit" "$@" > "$OUT/$name.txt" 2>&1
+  timeout --signal=INT --kill-after=20 "$limit" "$@" > "$RES/$name.txt" 2>&1
   rc=$?
   log "end $name rc=$rc"
+  pack
 }
 
 # -- environment ----------------------------------------------------------------------------
 if [ "$SMOKE" != 1 ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/site .whl/*.whl 2>&1 | tail -3 | tee -a "$OUT/log.txt"
+      --target /tmp/site .whl/*.whl 2>&1 | tail -3 | tee -a "$RES/log.txt"
 fi
 PKG=/tmp/automl_pkg
 rm -rf "$PKG" && mkdir -p "$PKG/bin"
@@ -52,7 +57,7 @@ export PYTHONDONTWRITEBYTECODE=1
 cd /tmp || exit 1   # run directories and scratch files stay out of the repository
 B=$REPO/benchmarks
 
-$PY - > "$OUT/env.txt" 2>&1 <<'EOF'
+$PY - > "$RES/env.txt" 2>&1 <<'EOF'
 import os, sys, torch, lightning, optuna
 import automl_cnn
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
@@ -69,7 +74,7 @@ from automl_cnn.config import SearchConfig
 device = resolve_device("auto")
 print("device", device, "--jobs auto ->", auto_jobs(device), plan_workers(SearchConfig(), device))
 EOF
-log "env: $(tail -n +1 "$OUT/env.txt" | tr '\n' ' ' | cut -c1-400)"
+log "env: $(tail -n +1 "$RES/env.txt" | tr '\n' ' ' | cut -c1-400)"
 
 if [ "$SMOKE" = 1 ]; then
   DIGITS=(--trials 4 --space tiny --device cpu); JOBS_N=2
@@ -77,9 +82,9 @@ if [ "$SMOKE" = 1 ]; then
   OVER=(--dataset digits --device cpu --epochs 2 --rounds 1 --threads 1)
   BATCH=(--dataset digits --device cpu --epochs 1)
 else
-  nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
+  nvidia-smi > "$RES/nvidia_smi.txt" 2>&1
   nvidia-smi --query-gpu=name,memory.total,memory.used,utilization.gpu,driver_version \
-      --format=csv >> "$OUT/nvidia_smi.txt" 2>&1
+      --format=csv >> "$RES/nvidia_smi.txt" 2>&1
   DIGITS=(--trials 100); JOBS_N=auto
   IDX=(--n 60000 --test 10000); SET60=(--seconds 60)
   OVER=(--dataset mnist:/tmp/idx60k --device cuda --epochs 2 --rounds 2)
@@ -88,29 +93,30 @@ fi
 
 # -- 1. digits, `search --trials 100 --no-mlflow`: --jobs 1, then --jobs auto -------------------
 step digits_jobs1 65 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" --jobs 1 \
-    --json "$OUT/digits_jobs1.json"
+    --json "$RES/digits_jobs1.json"
 step digits_jobs_auto 60 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" \
-    --jobs "$JOBS_N" --json "$OUT/digits_jobs_auto.json"
+    --jobs "$JOBS_N" --json "$RES/digits_jobs_auto.json"
 
 # -- 2. a 60,000-image 28×28 grey set in IDX format, generated here (numpy) -------------------
-step idx60k 40 $PY -m automl_cnn.data.clutter --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
+step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
 
 # -- 3. a default search, --timeout 60 (the whole command; ~35 s of search), --jobs 1 / auto ---
 step set60k_jobs1 85 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k "${SET60[@]}" \
-    --jobs 1 --json "$OUT/set60k_jobs1.json"
+    --jobs 1 --json "$RES/set60k_jobs1.json"
 step set60k_jobs_auto 85 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
-    "${SET60[@]}" --jobs "$JOBS_N" --json "$OUT/set60k_jobs_auto.json"
+    "${SET60[@]}" --jobs "$JOBS_N" --json "$RES/set60k_jobs_auto.json"
 
 # -- 4. Lightning vs a bare loop, and a training step's TFLOP/s --------------------------------
-step overhead 60 $PY "$B/bench_overhead.py" "${OVER[@]}" --json "$OUT/overhead.json"
+step overhead 60 $PY "$B/bench_overhead.py" "${OVER[@]}" --json "$RES/overhead.json"
 
 # -- 5. batch 64 vs 512 under three learning-rate rules ----------------------------------------
-step batch 45 $PY "$B/bench_batch.py" "${BATCH[@]}" --json "$OUT/batch.json"
+step batch 45 $PY "$B/bench_batch.py" "${BATCH[@]}" --json "$RES/batch.json"
 
 # -- 6. host syncs per training step (CUDA only) ----------------------------------------------
 [ "$SMOKE" = 1 ] || step syncs 30 $PY "$B/bench_syncs.py" --dataset digits --epochs 3 \
-    --json "$OUT/syncs.json"
+    --json "$RES/syncs.json"
 
 [ "$SMOKE" = 1 ] || nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv \
-    >> "$OUT/nvidia_smi.txt" 2>&1
-log "done in $(( $(date +%s) - START ))s; files: $(ls "$OUT" | tr '\n' ' ')"
+    >> "$RES/nvidia_smi.txt" 2>&1
+log "done in $(( $(date +%s) - START ))s; files: $(ls "$RES" | tr '\n' ' ')"
+pack
