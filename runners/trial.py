@@ -67,6 +67,32 @@ class TrialFailed(Exception):
     """A trial raised; it is recorded as failed and the search goes on."""
 
 
+class QuietInterruptions(logging.Filter):
+    """Optuna logs a failed trial's exception with its traceback, then its value. A trial that
+    Ctrl-C or SIGTERM stopped is not a failure to debug: the runner records it and the CLI says
+    how to resume, so both of Optuna's lines for it stay off the terminal. Other failures keep
+    their warning and traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quiet: set[str] = set()  # "Trial N " of interrupted trials
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (SearchInterrupted, KeyboardInterrupt)):
+            self.quiet.add(" ".join(message.split()[:2]) + " ")
+            return False
+        return not any(message.startswith(prefix) for prefix in self.quiet)
+
+
+def quiet_interruptions() -> None:
+    """Install :class:`QuietInterruptions` on Optuna's optimize logger, once per process."""
+    optimize_log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, QuietInterruptions) for f in optimize_log.filters):
+        optimize_log.addFilter(QuietInterruptions())
+
+
 class StopFlag:
     """Set from a signal handler; read between batches and between trials."""
 
@@ -105,6 +131,7 @@ class TrialRunner:
         self.config, self.space, self.data, self.device = config, space, data, device
         self.tracker, self.run_dir = tracker, Path(run_dir)
         self.stop = stop if stop is not None else StopFlag()  # an unset flag is falsy
+        quiet_interruptions()
         self.prune = config.pruner != "none" and not config.multi_objective
         # The search phase's end (a time.time() reading): a trial training then is stopped.
         self.deadline, self.images_per_second = deadline, images_per_second

@@ -56,13 +56,35 @@ class Server:
         except OSError:
             return False
 
+    def groups(self) -> set[int]:
+        """The process groups to signal: ``ui``'s own, and its ``mlflow server``'s (``ui`` puts
+        the server in a group of its own, so a SIGKILL to ``ui`` alone would leave it serving)."""
+        found = {self.proc.pid}
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:
+            return found
+        for child in map(int, children.split()):
+            try:
+                found.add(os.getpgid(child))
+            except ProcessLookupError:
+                pass
+        return found
+
+    def send(self, sig: int) -> None:
+        for group in self.groups():
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                pass
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
+            self.send(sig)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.send(signal.SIGKILL)
                 self.proc.wait()
 
 
