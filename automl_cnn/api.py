@@ -31,11 +31,10 @@ from automl_cnn.arch import ArchSpec
 from automl_cnn.checkpoint import WEIGHTS, load_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
-from automl_cnn.redact import without_password
 from automl_cnn.record import DATASET_ATTR, TrialRecord, load_config, read_study_info
 from automl_cnn.redact import require_password, without_password
-from automl_cnn.rundir import JOURNAL_PREFIX, RunDir
-from automl_cnn.shapes import InfeasibleArchitecture, plan_layers
+from automl_cnn.model import build_for
+from automl_cnn.rundir import JOURNAL_PREFIX, RunDir, latest_run_dir
 
 if TYPE_CHECKING:
     import optuna
@@ -218,39 +217,6 @@ def _load(url: str, study_name: str | None, *, run_dir: Path | None) -> RunSourc
                         f"({DATASET_ATTR}); it was not created by automl-cnn search.")
     return RunSource(study, config, run_dir if run_dir is not None else config.run_dir, url,
                      data.input_shape, data.num_classes, data.classes)
-
-
-def latest_run_dir(root: Path | str = "runs") -> Path:
-    """The most recently modified run directory under ``root`` (what the CLI uses by default)."""
-    root = Path(root)
-    runs = [p for p in root.glob("*") if RunDir(p).is_run_dir()] if root.is_dir() else []
-    if not runs:
-        raise UserError(f"no run directory given and none found under {str(root)!r} (looked for "
-                        f"folders holding {RunDir(root).config.name}). Pass RUN_DIR, or "
-                        "--storage URL.")
-
-    def modified(p: Path) -> float:
-        return max(f.stat().st_mtime for f in (p, *p.iterdir()))
-
-    return max(runs, key=modified)
-
-
-def build_for(spec: ArchSpec, input_shape: tuple[int, int, int], num_classes: int, *,
-              searched_on: tuple[int, int, int] | None = None) -> nn.Module:
-    """:func:`automl_cnn.model.build_model`, with a clear error for an input it cannot take."""
-    from automl_cnn.model import build_model
-
-    shape = tuple(int(v) for v in input_shape)
-    try:
-        if len(shape) != 3:
-            raise InfeasibleArchitecture(f"it has {len(shape)} dimensions, not 3 (C, H, W)")
-        plan_layers(spec, shape, num_classes)  # type: ignore[arg-type]
-    except InfeasibleArchitecture as exc:
-        where = f"; it was searched on {searched_on}" if searched_on else ""
-        raise UserError(f"this architecture cannot take input shape {shape}: {exc}{where}. "
-                        "Pass an input (C, H, W) at least as large as the one searched on."
-                        ) from None
-    return build_model(spec, shape, num_classes)  # type: ignore[arg-type]
 
 
 def load_best(source: Source, rank: int = 0, weights: bool = True, *,

@@ -19,7 +19,8 @@ from torch import nn
 
 from automl_cnn.arch import ArchSpec
 from automl_cnn.network import ACTIVATIONS, POOLS, L2Pool2d, build
-from automl_cnn.shapes import plan_layers
+from automl_cnn.errors import UserError
+from automl_cnn.shapes import InfeasibleArchitecture, plan_layers
 
 
 def build_model(
@@ -35,4 +36,20 @@ def build_model(
     return build(spec.to_dict(), tuple(input_shape), num_classes)  # type: ignore[arg-type]
 
 
-__all__ = ["ACTIVATIONS", "POOLS", "L2Pool2d", "build_model"]
+def build_for(spec: ArchSpec, input_shape: tuple[int, int, int], num_classes: int, *,
+              searched_on: tuple[int, int, int] | None = None) -> nn.Module:
+    """:func:`build_model`, with a clear error (a ``UserError``) for an input it cannot take."""
+    shape = tuple(int(v) for v in input_shape)
+    try:
+        if len(shape) != 3:
+            raise InfeasibleArchitecture(f"it has {len(shape)} dimensions, not 3 (C, H, W)")
+        plan_layers(spec, shape, num_classes)  # type: ignore[arg-type]
+    except InfeasibleArchitecture as exc:
+        where = f"; it was searched on {searched_on}" if searched_on else ""
+        raise UserError(f"this architecture cannot take input shape {shape}: {exc}{where}. "
+                        "Pass an input (C, H, W) at least as large as the one searched on."
+                        ) from None
+    return build_model(spec, shape, num_classes)  # type: ignore[arg-type]
+
+
+__all__ = ["ACTIVATIONS", "POOLS", "L2Pool2d", "build_for", "build_model"]

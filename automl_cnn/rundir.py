@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from automl_cnn.errors import UserError
+
 JOURNAL_PREFIX = "journal:"
 
 
@@ -86,4 +88,21 @@ class RunDir:
         return self.config.is_file()
 
 
-__all__ = ["JOURNAL_PREFIX", "RunDir"]
+
+
+def latest_run_dir(root: Path | str = "runs") -> Path:
+    """The most recently modified run directory under ``root`` (what the CLI uses by default)."""
+    root = Path(root)
+    runs = [p for p in root.glob("*") if RunDir(p).is_run_dir()] if root.is_dir() else []
+    if not runs:
+        raise UserError(f"no run directory given and none found under {str(root)!r} (looked for "
+                        f"folders holding {RunDir(root).config.name}). Pass RUN_DIR, or "
+                        "--storage URL.")
+
+    def modified(p: Path) -> float:
+        return max(f.stat().st_mtime for f in (p, *p.iterdir()))
+
+    return max(runs, key=modified)
+
+
+__all__ = ["JOURNAL_PREFIX", "RunDir", "latest_run_dir"]

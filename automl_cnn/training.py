@@ -15,7 +15,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as L
@@ -26,6 +25,7 @@ from torch import nn
 from automl_cnn.arch import ArchSpec, TrainSpec
 from automl_cnn.callbacks import Deadline, EpochEnd, StopCheck
 from automl_cnn.device import Device
+from automl_cnn.evaluation import evaluate, evaluate_checkpoint, with_val_in_train
 from automl_cnn.recipes import optimizer_for, schedule_for
 
 if TYPE_CHECKING:
@@ -200,23 +200,6 @@ def make_trainer(*, max_epochs: int, device: Device, callbacks: list[L.Callback]
     )
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-             batch_size: int = 512) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on uint8 images ``x`` (on model's device)."""
-    model.eval()
-    where = next(model.parameters()).device
-    correct, loss, n = 0, 0.0, len(y)
-    for i in range(0, n, batch_size):
-        # no-ops when the split already lives on the model's device; files stream from disk
-        xb = x[i:i + batch_size].to(where).float().div_(255.0)
-        yb = y[i:i + batch_size].to(where)
-        logits = model(xb).float()
-        loss += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += int((logits.argmax(1) == yb).sum())
-    return {"accuracy": correct / max(n, 1), "loss": loss / max(n, 1)}
-
-
 @dataclass(frozen=True)
 class FitResult:
     """What :func:`fit_spec` trained: the model (eval mode, on the training device), one history
@@ -295,36 +278,6 @@ def lightning_interrupt_as_keyboard_interrupt() -> Iterator[None]:
             raise  # not Lightning's Ctrl-C exit
         signal.signal(signal.SIGINT, handler)  # Lightning may have left it ignored
         raise KeyboardInterrupt from exc
-
-
-def with_val_in_train(data: ImageSplits) -> ImageSplits:
-    """The same splits with the validation images appended to the training images."""
-    x_train, x_val = data.x_train, data.x_val
-    if isinstance(x_train, torch.Tensor):
-        x = torch.cat([x_train, x_val])
-    else:  # image files streamed from disk: join the two lists of paths
-        x = replace(x_train, paths=tuple(x_train.paths) + tuple(x_val.paths))
-    return replace(data, x_train=x, y_train=torch.cat([data.y_train, data.y_val]))
-
-
-def evaluate_checkpoint(folder: Path, data: ImageSplits, device: Device | str,
-                        *, split: str = "test") -> dict[str, float]:
-    """Accuracy and mean loss of the checkpoint in ``folder`` on ``data``'s ``split`` (test).
-
-    Example:
-        >>> evaluate_checkpoint("runs/x/models/trial-0003", data, "cpu")  # doctest: +SKIP
-        {'accuracy': 0.97, 'loss': 0.11}
-    """
-    from automl_cnn.checkpoint import CheckpointError, load_checkpoint
-
-    where = device.torch_device if isinstance(device, Device) else device
-    model, _, meta = load_checkpoint(Path(folder), device=where)
-    if tuple(meta["input_shape"]) != data.input_shape or meta["num_classes"] != data.num_classes:
-        raise CheckpointError(
-            f"checkpoint {folder} takes {tuple(meta['input_shape'])} images in "
-            f"{meta['num_classes']} classes, but dataset {data.name!r} has {data.input_shape} in "
-            f"{data.num_classes}; evaluate it on the dataset it was trained on.")
-    return evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
 
 
 __all__ = ["STEPS_PER_CALL", "CNNModule", "Chunks", "EpochEnd", "FitResult", "StopCheck",

@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +42,8 @@ from .slots import read_target, run_until_target, settle_target
 from .storage_lock import storage_lock
 from .study import open_study, search_storage
 from .target import fitted_baselines, latency_target
-from .trial import SearchInterrupted, StopFlag, TrialFailed, TrialRunner
+from .signals import SearchInterrupted, StopFlag, TrialFailed, stop_on_signals
+from .trial import TrialRunner
 
 log = logging.getLogger(__name__)
 STUDY_IDENTITY = ("dataset", "space", "objectives", "image_size", "train_subset")
@@ -88,7 +86,8 @@ def _check_run_dir(config: SearchConfig, *, resume: bool, join: bool = False) ->
                         f"--study-name {saved.resolved_study_name} to continue that study.")
     diffs = [f"{key}: stored {getattr(saved, key)!r}, given {getattr(config, key)!r}"
              for key in STUDY_IDENTITY
-             if tuple(_as_tuple(getattr(saved, key))) != tuple(_as_tuple(getattr(config, key)))]
+             # as JSON: a list read back from config.json equals the tuple it was written from
+             if json.dumps(getattr(saved, key)) != json.dumps(getattr(config, key))]
     if diffs:
         raise UserError(f"{config.run_dir} holds study {saved.resolved_study_name!r}, searched "
                         f"with other settings ({'; '.join(diffs)}). Run with the stored "
@@ -98,10 +97,6 @@ def _check_run_dir(config: SearchConfig, *, resume: bool, join: bool = False) ->
         raise UserError(f"{config.run_dir} already holds study {saved.resolved_study_name!r} "
                         f"({saved_path}). Pass --resume to add trials to it, or choose another "
                         "--out / --study-name to start a new one; nothing was changed.")
-
-
-def _as_tuple(value: Any) -> tuple[Any, ...]:
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
 def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, *,
@@ -163,26 +158,6 @@ def with_recorded_storage(config: SearchConfig, *, resume: bool) -> SearchConfig
     return config.replace(storage=saved)
 
 
-@contextmanager
-def stop_on_signals(stop: StopFlag) -> Iterator[None]:
-    """First Ctrl-C / SIGTERM: finish cleanly. A second Ctrl-C: stop at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, _: Any) -> None:
-        if stop and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False,
                progress: bool = True, tracker: Tracker | None = None,
                on_ready: Callable[[SearchConfig], None] | None = None,
@@ -219,9 +194,26 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          deadline=deadline, ladder=plan.ladder,
                          images_per_second=plan.images_per_second)
-    workers = plan_workers(config, device)
     bar = ProgressBar(total=config.trials, enabled=progress, budget=budget)
-    interrupted, status = False, "FINISHED"
+    interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop, bar,
+                                budget, tracker)
+    searched = time.perf_counter()
+    final = None if interrupted else run_final_fit(study, config, data, device, run_dir, budget,
+                                                   progress=progress, tracker=tracker)
+    phases = {"search": round(searched - began, 3),
+              "final_fit": round(time.perf_counter() - searched, 3)}
+    summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - began,
+                     interrupted=interrupted, final=final, plan=plan, phases=phases)
+    tracker.end_search(status="KILLED" if interrupted else "FINISHED", summary=summary)
+    return SearchOutcome(study, summary, run_dir, interrupted)
+
+
+def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner,
+                  workers: Any, stop: StopFlag, bar: ProgressBar, budget: Budget | None,
+                  tracker: Tracker) -> bool:
+    """Run trials until the study's target, the search deadline or a stop (in this process,
+    or in ``--jobs`` worker processes); returns whether Ctrl-C / SIGTERM stopped it."""
+    interrupted = False
     try:
         with stop_on_signals(stop):
             if workers.count > 1:  # N processes share the study; this one only watches
@@ -236,22 +228,13 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
                     stop=lambda: bool(stop), callbacks=[bar.update], catch=(TrialFailed,),
                     on_lost=tracker.close_lost_runs)
     except (SearchInterrupted, KeyboardInterrupt):
-        interrupted, status = True, "KILLED"
+        interrupted = True
     except BaseException:
         tracker.end_search(status="FAILED", summary={})
         raise
     finally:
         bar.close()
-    interrupted = interrupted or bool(stop)
-    searched = time.perf_counter()
-    final = None if interrupted else run_final_fit(study, config, data, device, run_dir, budget,
-                                                   progress=progress, tracker=tracker)
-    phases = {"search": round(searched - began, 3),
-              "final_fit": round(time.perf_counter() - searched, 3)}
-    summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - began,
-                     interrupted=interrupted, final=final, plan=plan, phases=phases)
-    tracker.end_search(status="KILLED" if interrupted else status, summary=summary)
-    return SearchOutcome(study, summary, run_dir, interrupted)
+    return interrupted or bool(stop)
 
 
 def _settings(config: SearchConfig, data: ImageSplits, device: Device) -> dict[str, Any]:

@@ -14,7 +14,6 @@ objective values, and ``val_acc`` per epoch as intermediate values (step = epoch
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -55,57 +54,10 @@ from .climb import (
 from .keep import keep_if_good
 from .target import Checked, TargetCheck, tell_constraints
 
+from .signals import SearchInterrupted, StopFlag, TrialFailed, quiet_interruptions
+
 log = logging.getLogger(__name__)
 PRUNED_BECAUSE = "val_acc below the pruner's bar"
-
-
-class SearchInterrupted(Exception):
-    """Ctrl-C or SIGTERM arrived: the running trial stops, the search ends cleanly."""
-
-
-class TrialFailed(Exception):
-    """A trial raised; it is recorded as failed and the search goes on."""
-
-
-class QuietInterruptions(logging.Filter):
-    """Optuna logs a failed trial's exception with its traceback, then its value. A trial that
-    Ctrl-C or SIGTERM stopped is not a failure to debug: the runner records it and the CLI says
-    how to resume, so both of Optuna's lines for it stay off the terminal. Other failures keep
-    their warning and traceback."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.quiet: set[str] = set()  # "Trial N " of interrupted trials
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, (SearchInterrupted, KeyboardInterrupt)):
-            self.quiet.add(" ".join(message.split()[:2]) + " ")
-            return False
-        return not any(message.startswith(prefix) for prefix in self.quiet)
-
-
-def quiet_interruptions() -> None:
-    """Install :class:`QuietInterruptions` on Optuna's optimize logger, once per process."""
-    optimize_log = logging.getLogger("optuna.study._optimize")
-    if not any(isinstance(f, QuietInterruptions) for f in optimize_log.filters):
-        optimize_log.addFilter(QuietInterruptions())
-
-
-class StopFlag:
-    """Set from a signal handler; read between batches and between trials."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        self.reason = reason
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
 
 
 def worst_values(config: SearchConfig) -> list[float]:

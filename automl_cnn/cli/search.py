@@ -18,19 +18,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--trials", type=int, default=None,
                    help="trials to run (more, on --resume); default 100, or as many as "
                         "--timeout allows")
-    p.add_argument("--timeout", default=None, metavar="DURATION",
-                   help="the whole command's wall budget: 90s, 20m, 1h30m (a plain number is "
-                        "seconds); split into search, final fit (--final-share) and report")
-    p.add_argument("--final-share", type=float, default=0.5, metavar="F",
-                   help="share of --timeout for the final fit of the winner on train+val")
-    p.add_argument("--final-fit", dest="final_fit", action="store_true", default=None,
-                   help="retrain the winner on train+val after the search (default with "
-                        "--timeout; without it, for the winner's own epochs)")
-    p.add_argument("--no-final-fit", dest="final_fit", action="store_false",
-                   help="keep the search's own weights of the winner")
-    p.add_argument("--ladder", default="auto", choices=("auto", "off"),
-                   help="fidelity ladder (more data and epochs for promoted trials) when "
-                        "--timeout needs one; off: every trial trains on the whole split")
+    _add_budget_arguments(p)
     p.add_argument("--dataset", default="digits",
                    help="digits | shapes | clutter[:N] (built in), or a local dataset: mnist:DIR, "
                         "cifar10:DIR, cifar100:DIR, folder:DIR, npz:FILE")
@@ -120,6 +108,23 @@ def target_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in (
         "max_params", "max_flops", "max_latency_ms", "max_memory_mb", "latency_device",
         "latency_threads", "latency_batch")}
+
+
+def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
+    budget = p.add_argument_group("time budget")
+    budget.add_argument("--timeout", default=None, metavar="DURATION",
+                        help="the whole command's wall budget: 90s, 20m, 1h30m (a plain number is "
+                             "seconds); split into search, final fit (--final-share) and report")
+    budget.add_argument("--final-share", type=float, default=0.5, metavar="F",
+                        help="share of --timeout for the final fit of the winner on train+val")
+    budget.add_argument("--final-fit", dest="final_fit", action="store_true", default=None,
+                        help="retrain the winner on train+val after the search (default with "
+                             "--timeout; without it, for the winner's own epochs)")
+    budget.add_argument("--no-final-fit", dest="final_fit", action="store_false",
+                        help="keep the search's own weights of the winner")
+    budget.add_argument("--ladder", default="auto", choices=("auto", "off"),
+                        help="fidelity ladder (more data and epochs for promoted trials) when "
+                             "--timeout needs one; off: every trial trains on the whole split")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

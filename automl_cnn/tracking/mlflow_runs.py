@@ -9,7 +9,9 @@ Example:
 from __future__ import annotations
 
 import math
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -170,10 +172,19 @@ def log_front(client: MlflowClient, run_id: str, summary: dict[str, Any]) -> Non
                                   ",".join(str(p["trial"]) for p in front)[:5000])])
 
 
+def log_architecture(client: MlflowClient, run_id: str, spec: Any, plan: Any) -> None:
+    """The trial's ``architecture/arch.json`` and ``layers.txt`` (the layer-plan table)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "arch.json").write_text(spec.to_json())
+        (Path(tmp) / "layers.txt").write_text(plan.format_table() + "\n")
+        client.log_artifacts(run_id, tmp, artifact_path="architecture")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 __all__ = ["CHAMPION", "ROLE", "STUDY", "TRIAL", "attach_parent", "check_model_name",
+           "log_architecture",
            "cost_metrics", "create_parent", "log_front", "log_model", "now_ms",
            "open_experiment", "study_parents", "summary_metrics"]

@@ -49,6 +49,15 @@ SERVER_HINT = ("Start one with `automl-cnn ui` (or `mlflow server --host 127.0.0
                "--no-mlflow to search without tracking.")
 
 
+def server_answers(uri: str) -> bool:
+    """Whether the tracking store at ``uri`` answers now (see :func:`check_reachable`)."""
+    try:
+        check_reachable(uri)
+    except UserError:
+        return False
+    return True
+
+
 def check_reachable(uri: str) -> None:
     """A tracking server that does not answer fails the search before anything trains."""
     if not uri.startswith(("http://", "https://")):

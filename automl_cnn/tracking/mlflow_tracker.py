@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import atexit
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,7 +37,6 @@ from torch import nn
 
 from automl_cnn.arch import ArchSpec
 from automl_cnn.config import SearchConfig
-from automl_cnn.errors import UserError
 from automl_cnn.record import Outcome, TrialRecord
 from automl_cnn.redact import scrub, without_password
 from automl_cnn.shapes import LayerPlan
@@ -47,8 +44,9 @@ from automl_cnn.tracking import Tracker, resolve_tracking_uri
 from automl_cnn.tracking.champion import CHAMPION, LOSS_TAG, beats_champion, crown_best
 from automl_cnn.tracking.mlflow_runs import (
     ROLE, STUDY, TRIAL, attach_parent, check_model_name, cost_metrics, create_parent, log_front,
-    log_model, now_ms, open_experiment, study_parents, summary_metrics)
-from automl_cnn.tracking.mlflow_store import check_reachable, clip, dataset_input, quick_http
+    log_architecture, log_model, now_ms, open_experiment, study_parents, summary_metrics)
+from automl_cnn.tracking.mlflow_store import (
+    check_reachable, clip, dataset_input, quick_http, server_answers)
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +129,7 @@ class MlflowTracker(Tracker):
                 ("receptive_field", plan.receptive_field), ("depth", spec.depth))]
             run_id = self.runs[number]
             self.client.log_batch(run_id, metrics=metrics, params=self._pending.pop(number, []))
-            self._log_architecture(run_id, spec, plan)
+            log_architecture(self.client, run_id, spec, plan)
 
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         if self._off(number):
@@ -264,7 +262,7 @@ class MlflowTracker(Tracker):
             with quick_http():
                 yield
         except Exception as exc:  # MLflow, HTTP and database errors all mean the same here
-            fatal = stop_tracking or not self._server_answers()
+            fatal = stop_tracking or not server_answers(self.uri)
             self._broken = self._broken or fatal
             if fatal in self._warned:
                 return
@@ -275,19 +273,6 @@ class MlflowTracker(Tracker):
             log.warning("MLflow tracking at %s failed while %s (%s: %s). %s",
                         without_password(self.uri), doing, type(exc).__name__,
                         scrub(first, self.uri), then)
-
-    def _server_answers(self) -> bool:
-        try:
-            check_reachable(self.uri)
-        except UserError:
-            return False
-        return True
-
-    def _log_architecture(self, run_id: str, spec: ArchSpec, plan: LayerPlan) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "arch.json").write_text(spec.to_json())
-            (Path(tmp) / "layers.txt").write_text(plan.format_table() + "\n")
-            self.client.log_artifacts(run_id, tmp, artifact_path="architecture")
 
     def _send_epochs(self, number: int) -> None:
         self._sent_at[number] = time.monotonic()
