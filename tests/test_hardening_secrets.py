@@ -8,8 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -20,7 +18,6 @@ from automl_cnn.redact import has_masked_password, scrub, without_password
 
 SECRET = "s3cret"
 DEAD = f"postgresql://u:{SECRET}@127.0.0.1:1/db"
-PG_ADMIN = os.environ.get("AUTOML_CNN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def test_without_password_masks_every_form() -> None:
@@ -51,22 +48,9 @@ def test_errors_about_a_storage_never_show_its_password(
 
 
 @pytest.fixture
-def pg_with_password() -> Iterator[str]:
+def pg_with_password(fresh_postgres: str) -> str:
     """A fresh PostgreSQL database, as a URL carrying a password (trust auth ignores it)."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"automl_secret_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    yield base.replace("://postgres@", f"://postgres:{SECRET}@")
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return fresh_postgres.replace("://postgres@", f"://postgres:{SECRET}@")
 
 
 def files_holding(root: Path, text: str) -> list[str]:

@@ -14,8 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -29,27 +28,14 @@ from automl_cnn.runners.liveness import LEASE_ATTR, LOST_ATTR
 from automl_cnn.storage import make_storage
 
 pytestmark = pytest.mark.slow
-PG_ADMIN = os.environ.get("AUTOML_CNN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TRIALS = 6
 STUDY = "digits-tiny"
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(fresh_postgres: str) -> str:
     """A fresh PostgreSQL database for this test, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"automl_scale_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return fresh_postgres
 
 
 def worker(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
