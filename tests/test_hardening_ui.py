@@ -71,6 +71,9 @@ def test_ui_stops_its_mlflow_server_on_a_signal(tmp_path: Path, sig: int) -> Non
         assert "Traceback" not in output
         assert [p for p in tree if alive(p)] == []  # the server and its workers are gone
         with socket.socket() as sock:
+            # As a restarted server binds: SO_REUSEADDR passes the health checks' TIME_WAIT
+            # connections, while a process still listening on the port fails the bind.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((HOST, port))  # the port is free again
     finally:
         for pid in [ui.pid, *tree]:  # only what this test started, by id
