@@ -180,11 +180,21 @@ def log_architecture(client: MlflowClient, run_id: str, spec: Any, plan: Any) ->
         client.log_artifacts(run_id, tmp, artifact_path="architecture")
 
 
+def log_dataset(client: MlflowClient, run_id: str, dataset: Any) -> None:
+    """Name the run's data (the runs table's Dataset column). Workers starting together race to
+    create the same dataset row (a UNIQUE constraint in the store); the loser's second try
+    finds it and only links it."""
+    try:
+        client.log_inputs(run_id, datasets=[dataset])
+    except MlflowException:
+        client.log_inputs(run_id, datasets=[dataset])
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 __all__ = ["CHAMPION", "ROLE", "STUDY", "TRIAL", "attach_parent", "check_model_name",
-           "log_architecture",
+           "log_architecture", "log_dataset",
            "cost_metrics", "create_parent", "log_front", "log_model", "now_ms",
            "open_experiment", "study_parents", "summary_metrics"]

@@ -44,7 +44,7 @@ from automl_cnn.tracking import Tracker, resolve_tracking_uri
 from automl_cnn.tracking.champion import CHAMPION, LOSS_TAG, beats_champion, crown_best
 from automl_cnn.tracking.mlflow_runs import (
     ROLE, STUDY, TRIAL, attach_parent, check_model_name, cost_metrics, create_parent, log_front,
-    log_architecture, log_model, now_ms, open_experiment, study_parents, summary_metrics)
+    log_architecture, log_dataset, log_model, now_ms, open_experiment, study_parents, summary_metrics)
 from automl_cnn.tracking.mlflow_store import (
     check_reachable, clip, dataset_input, quick_http, server_answers)
 
@@ -101,7 +101,7 @@ class MlflowTracker(Tracker):
                                                settings))
             self.dataset = dataset_input({"name": settings.get("dataset"), **{
                 k: settings.get(k) for k in ("input_shape", "classes")}})
-            self.client.log_inputs(self.parent_id, datasets=[self.dataset])
+            log_dataset(self.client, self.parent_id, self.dataset)
             atexit.register(self._at_exit)
 
     def start_trial(self, number: int, params: dict[str, Any]) -> None:
@@ -114,7 +114,7 @@ class MlflowTracker(Tracker):
                                          tags=tags)
             self.runs[number] = run.info.run_id
             if self.dataset is not None:  # names the data in the runs table's Dataset column
-                self.client.log_inputs(run.info.run_id, datasets=[self.dataset])
+                log_dataset(self.client, run.info.run_id, self.dataset)
             self._sent_at[number] = time.monotonic()
             self._pending[number] = [Param(k, clip(v, MAX_PARAM_VAL_LENGTH))
                                      for k, v in params.items()]
