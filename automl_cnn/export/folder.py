@@ -23,6 +23,7 @@ from automl_cnn.checkpoint import (ARCH, META, WEIGHTS, CheckpointMeta, load_che
 from automl_cnn.errors import UserError
 from automl_cnn.export.card import model_card
 from automl_cnn.export.formats import FILES, format_for
+from automl_cnn.rundir import RunDir
 from automl_cnn.shapes import plan_layers
 
 MODEL_PY, CARD = "model.py", "README.md"
@@ -59,7 +60,7 @@ def check_out(out: Path) -> Path:
 def _search_test_acc(src: RunSource, trial: int) -> float | None:
     """The search evaluated its best model once on the test split (summary.json)."""
     try:
-        test = json.loads((src.run_dir / "summary.json").read_text()).get("test") or {}
+        test = json.loads(RunDir(src.run_dir).summary.read_text()).get("test") or {}
     except (OSError, json.JSONDecodeError):
         return None
     return float(test["accuracy"]) if test.get("trial") == trial else None

@@ -24,14 +24,14 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from automl_cnn.results import rank_key
+from automl_cnn.results import RankKey, rank_key
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
 TRIAL_TAG, ACC_TAG, LOSS_TAG = "automl_cnn.trial", "val_acc", "val_loss"
 
 
-def version_key(version: Any) -> tuple[float, float, int]:
+def version_key(version: Any) -> RankKey:
     """A registered version's rank key from its tags (unknown values rank last)."""
     tags = version.tags or {}
     try:
