@@ -30,6 +30,12 @@ ETA = 3
 #: pruner alone then explores enough (digits affords hundreds).
 MIN_FULL_TRIALS = 30
 MAX_RUNGS = 4
+#: No search at all when the whole budget (search and final fit together) buys fewer full
+#: trainings than this: a ladder's lowest rung would then be too small to tell candidates apart
+#: (clutter at 2 minutes on a 2-core CPU: 0.3 full trainings, rung 0 at 1,773 images x 2 epochs
+#: scored 7 % where chance is 5 %), and the time is better spent training one good recipe for
+#: longer (see :meth:`Ladder.whole` and the README's budget benchmark).
+MIN_SEARCH_TRAININGS = 2 * ETA
 #: A rung trains at least this many epochs (one-cycle needs a warm-up and an annealing) ...
 MIN_EPOCHS = 2
 #: ... on at least this many images of each class, or its scores are noise.
@@ -57,10 +63,18 @@ class Ladder:
     rungs: tuple[Rung, ...]
     eta: int = ETA
     reason: str = ""
+    #: No search: one trial (the space's first baseline) trains on the whole training split
+    #: for ``rungs[0].epochs``, stretched to fill the budget; there is no final fit.
+    whole: bool = False
 
     @classmethod
     def flat(cls, train_images: int, reason: str = "no budget") -> Ladder:
         return cls((Rung(0, train_images, None),), ETA, reason)
+
+    @classmethod
+    def whole_budget(cls, train_images: int, epochs: int, reason: str) -> Ladder:
+        """One trial on the whole split for ``epochs``: the budget is too short to search."""
+        return cls((Rung(0, train_images, max(1, epochs)),), ETA, reason, whole=True)
 
     @property
     def is_flat(self) -> bool:
@@ -71,7 +85,7 @@ class Ladder:
         return len(self.rungs) - 1
 
     def to_dict(self) -> dict[str, object]:
-        return {"eta": self.eta, "reason": self.reason,
+        return {"eta": self.eta, "reason": self.reason, "whole": self.whole,
                 "rungs": [{"rung": r.index, "images": r.images, "epochs": r.epochs}
                           for r in self.rungs]}
 
@@ -81,7 +95,8 @@ class Ladder:
         rungs = tuple(Rung(int(r["rung"]), int(r["images"]),  # type: ignore[index]
                            None if r["epochs"] is None else int(r["epochs"]))  # type: ignore[index]
                       for r in rows)  # type: ignore[union-attr]
-        return cls(rungs, int(data.get("eta", ETA)), str(data.get("reason", "")))  # type: ignore[arg-type]
+        return cls(rungs, int(data.get("eta", ETA)), str(data.get("reason", "")),  # type: ignore[arg-type]
+                   bool(data.get("whole", False)))
 
 
 def plan_ladder(*, train_images: int, num_classes: int, spec_epochs: int,
@@ -119,6 +134,23 @@ def plan_ladder(*, train_images: int, num_classes: int, spec_epochs: int,
                   f"{affordable / full:.1f} full trials fit the budget")
 
 
+def search_pays(*, total_seconds: float, images_per_second: float, train_images: int,
+                spec_epochs: int, min_trainings: int = MIN_SEARCH_TRAININGS) -> bool:
+    """Whether ``total_seconds`` at ``images_per_second`` buys at least ``min_trainings`` full
+    trainings (``train_images`` x ``spec_epochs``): below that, searching costs more than it
+    can find, and the budget goes to one recipe trained for all of it.
+
+    Example:
+        >>> search_pays(total_seconds=110, images_per_second=1300, train_images=20_000,
+        ...             spec_epochs=12)
+        False
+        >>> search_pays(total_seconds=50, images_per_second=3000, train_images=1_050,
+        ...             spec_epochs=12)
+        True
+    """
+    return total_seconds * images_per_second >= min_trainings * train_images * spec_epochs
+
+
 def _rung_size(resource: float, train_images: int, spec_epochs: int,
                num_classes: int) -> tuple[int, int]:
     """(images, epochs) of about ``resource`` image-epochs: images first, epochs after."""
@@ -147,4 +179,5 @@ def promotable(value: float, finished: Sequence[float], eta: int = ETA) -> bool:
     return value >= bar
 
 
-__all__ = ["ETA", "Ladder", "Rung", "plan_ladder", "promotable"]
+__all__ = ["ETA", "MIN_SEARCH_TRAININGS", "Ladder", "Rung", "plan_ladder", "promotable",
+           "search_pays"]

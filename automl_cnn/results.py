@@ -28,10 +28,14 @@ def count_outcomes(outcomes: Iterable[Outcome | str]) -> dict[str, int]:
 
 
 def study_counts(study: optuna.Study) -> dict[str, int]:
-    """:func:`count_outcomes` of every trial of ``study``."""
+    """:func:`count_outcomes` of every trial of ``study`` that started: an enqueued baseline
+    still waiting for a worker (a search stopped before it) is not a trial that ran."""
+    from optuna.trial import TrialState
+
     from automl_cnn.record import outcome_of
 
-    return count_outcomes(outcome_of(t) for t in study.get_trials(deepcopy=False))
+    return count_outcomes(outcome_of(t) for t in study.get_trials(deepcopy=False)
+                          if t.state != TrialState.WAITING)
 
 
 def limit_counts(study: optuna.Study) -> dict[str, int]:

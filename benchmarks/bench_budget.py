@@ -158,6 +158,10 @@ def main() -> None:
     p.add_argument("--budgets", default="120,360", help="seconds, comma-separated")
     p.add_argument("--seeds-ac", type=int, default=3, help="seeds for arms a and c")
     p.add_argument("--seeds-bd", type=int, default=1, help="seeds for arms b and d")
+    p.add_argument("--c-other-seeds", type=int, default=None,
+                   help="seeds for (c)'s other baselines (default: --seeds-ac); the first "
+                        "baseline, the one a budget too short to search trains, always gets "
+                        "--seeds-ac")
     p.add_argument("--digits-budget", type=float, default=60, help="0: skip digits")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--out", default="bench-budget")
@@ -185,8 +189,10 @@ def main() -> None:
             for arm in arms:
                 seeds = args.seeds_ac if arm[0] in ("a", "c") and arm != "a/3" else args.seeds_bd
                 if seed < seeds:  # (c): one job per baseline
+                    others = args.seeds_ac if args.c_other_seeds is None else args.c_other_seeds
                     jobs += [(arm, dataset, budget, seed, i)
-                             for i in (range(BASELINES) if arm == "c" else [None])]
+                             for i in (range(BASELINES) if arm == "c" else [None])
+                             if i is None or i == 0 or seed < others]
 
     def one(job: tuple[str, str, float, int, int | None]) -> list[dict[str, Any]]:
         arm, dataset, budget, seed, index = job

@@ -14,7 +14,7 @@ import logging
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,15 @@ from automl_cnn.checkpoint import CheckpointMeta
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
-from automl_cnn.final_fit import epoch_seconds_for, fit_final, plan_final_fit, save_final
-from automl_cnn.ladder import Ladder, plan_ladder
+from automl_cnn.final_fit import (
+    MAX_EPOCH_FACTOR,
+    MAX_EPOCHS,
+    epoch_seconds_for,
+    fit_final,
+    plan_final_fit,
+    save_final,
+)
+from automl_cnn.ladder import MIN_SEARCH_TRAININGS, Ladder, plan_ladder, search_pays
 from automl_cnn.record import TrialRecord, records
 from automl_cnn.results import ranked_trials
 from automl_cnn.search_spaces import SearchSpace
@@ -61,11 +68,52 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
     speeds = [measure_speed(s, data, device, max_seconds=each) for s in specs] or [0.0]
     epochs = [s.train.epochs for s in specs] or [space.max_epochs]
     ips = statistics.fmean(speeds)  # the baselines stand for a typical candidate
+    if speeds[0] and not search_pays(total_seconds=budget.final_left(),
+                                     images_per_second=speeds[0], train_images=n,
+                                     spec_epochs=epochs[0]):
+        ladder = whole_budget_ladder(data, budget.final_left(), speeds[0], epochs[0])
+        log.info("no search: %s", ladder.reason)
+        return SearchPlan(ladder, speeds[0], time.perf_counter() - started)
     ladder = plan_ladder(train_images=n, num_classes=data.num_classes,
                          spec_epochs=max(epochs), search_seconds=budget.search_left(),
                          images_per_second=ips)
     log.info("ladder: %s (%.0f images/s)", ladder.to_dict(), ips)
     return SearchPlan(ladder, ips, time.perf_counter() - started)
+
+
+#: A trial's Trainer, first batch and checkpoint cost about this much beyond its epochs (2-core CPU).
+TRIAL_SETUP_S = 3.0
+#: The last epoch may be planned to run up to this share past the deadline, where the trial
+#: stops cleanly (and validates): the schedule's tail has a learning rate near zero, so cutting
+#: it costs less than leaving most of an epoch's time unused.
+LAST_EPOCH_CUT = 0.3
+
+
+def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: float,
+                        spec_epochs: int) -> Ladder:
+    """The plan when the budget is too short to search: the space's first baseline trains on
+    the whole training split for the epochs that fill ``seconds`` (each epoch also validates,
+    about a third of the cost per image), up to the final fit's cap."""
+    n, n_val = len(data.y_train), len(data.y_val)
+    epoch = (n + n_val / 3) / images_per_second
+    cap = min(MAX_EPOCHS, MAX_EPOCH_FACTOR * spec_epochs)
+    epochs = max(1, min(cap, int((seconds - TRIAL_SETUP_S) / epoch + LAST_EPOCH_CUT)))
+    trainings = seconds * images_per_second / (n * spec_epochs)
+    return Ladder.whole_budget(n, epochs, (
+        f"the budget buys {trainings:.1f} full trainings, fewer than the "
+        f"{MIN_SEARCH_TRAININGS} a search needs: the first baseline trains for all of it"))
+
+
+def for_plan(plan: SearchPlan, budget: Budget | None, config: SearchConfig,
+             study: optuna.Study) -> tuple[Budget | None, SearchConfig, int | None]:
+    """The budget, settings and trial target the search phase runs with: as given, unless the
+    budget is too short to search, when one trial (in this process) has all of it."""
+    from .slots import count_slots, read_target
+
+    if not plan.ladder.whole or budget is None:
+        return budget, config, read_target(study)
+    return (replace(budget, final_share=0.0), config.replace(jobs=1),
+            count_slots(study.get_trials(deepcopy=False)).used + 1)
 
 
 def rung_counts(study: optuna.Study) -> list[int]:
@@ -149,5 +197,5 @@ class _EpochBar:
         self.bar.close()
 
 
-__all__ = ["SearchPlan", "best_trial", "budget_summary", "plan_search", "rung_counts",
-           "run_final_fit"]
+__all__ = ["SearchPlan", "best_trial", "budget_summary", "for_plan", "plan_search", "rung_counts",
+           "run_final_fit", "whole_budget_ladder"]

@@ -36,9 +36,9 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
-from .phases import SearchPlan, budget_summary, plan_search, run_final_fit
+from .phases import SearchPlan, budget_summary, for_plan, plan_search, run_final_fit
 from .progress import ProgressBar, poll_progress
-from .slots import read_target, run_until_target, settle_target
+from .slots import run_until_target, settle_target
 from .storage_lock import storage_lock
 from .study import open_study, search_storage
 from .target import fitted_baselines, latency_target
@@ -190,15 +190,17 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     began = time.perf_counter()
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
     plan = plan_search(config, space, data, device, budget)
+    budget, config, target = for_plan(plan, budget, config, study)
     deadline = None if budget is None else time.time() + budget.search_left()
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          deadline=deadline, ladder=plan.ladder,
                          images_per_second=plan.images_per_second)
-    bar = ProgressBar(total=config.trials, enabled=progress, budget=budget)
+    bar = ProgressBar(total=1 if plan.ladder.whole else config.trials, enabled=progress,
+                      budget=budget)
     interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop, bar,
-                                budget, tracker)
+                                budget, tracker, target)
     searched = time.perf_counter()
-    final = None if interrupted else run_final_fit(study, config, data, device, run_dir, budget,
+    final = None if interrupted or plan.ladder.whole else run_final_fit(study, config, data, device, run_dir, budget,
                                                    progress=progress, tracker=tracker)
     phases = {"search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
@@ -210,7 +212,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
 
 def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner,
                   workers: Any, stop: StopFlag, bar: ProgressBar, budget: Budget | None,
-                  tracker: Tracker) -> bool:
+                  tracker: Tracker, target: int | None) -> bool:
     """Run trials until the study's target, the search deadline or a stop (in this process,
     or in ``--jobs`` worker processes); returns whether Ctrl-C / SIGTERM stopped it."""
     interrupted = False
@@ -223,7 +225,7 @@ def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner
             else:
                 run_until_target(
                     study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
-                    target=read_target(study), interval=config.heartbeat,
+                    target=target, interval=config.heartbeat,
                     timeout=budget.search_left() if budget else None,
                     stop=lambda: bool(stop), callbacks=[bar.update], catch=(TrialFailed,),
                     on_lost=tracker.close_lost_runs)

@@ -219,7 +219,9 @@ class TrialRunner:
         callbacks: list[Any] = [
             EpochEnd(epoch_end),
             StopCheck(lambda: bool(self.stop), lambda: SearchInterrupted(self.stop.reason)),
-            DeadlineCheck(self.deadline),
+            # Searching, a trial at the deadline is cut off; the one trial of a budget too short
+            # to search instead stops cleanly there and keeps its model (see _fit).
+            DeadlineCheck(None if self.ladder.whole else self.deadline),
             StopCheck(lambda: cap is not None and time.perf_counter() - began > cap,
                       RungTooSlow),
         ]
@@ -230,8 +232,9 @@ class TrialRunner:
     def _fit(self, trial: optuna.Trial, record: TrialRecord, rung: Rung,
              callbacks: list[Any]) -> torch.nn.Module:
         assert record.spec is not None
+        soft = self.deadline - time.time() if self.ladder.whole and self.deadline else None
         fit = fit_spec(record.spec, self.rung_data[rung.index], self.device,
-                       callbacks=callbacks, epochs=rung.epochs,
+                       callbacks=callbacks, epochs=rung.epochs, max_seconds=soft,
                        seed=self.config.seed * 100_003 + trial.number)
         return fit.model
 

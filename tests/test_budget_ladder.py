@@ -6,7 +6,14 @@ import pytest
 
 from automl_cnn.budget import Budget, format_duration, parse_duration, reserve_for
 from automl_cnn.errors import UserError
-from automl_cnn.ladder import ETA, Ladder, plan_ladder, promotable
+from automl_cnn.ladder import (
+    ETA,
+    MIN_SEARCH_TRAININGS,
+    Ladder,
+    plan_ladder,
+    promotable,
+    search_pays,
+)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -94,6 +101,44 @@ def test_ladder_round_trips_as_json() -> None:
     ladder = plan_ladder(train_images=20_000, num_classes=10, spec_epochs=12,
                          search_seconds=300, images_per_second=1000)
     assert Ladder.from_dict(ladder.to_dict()) == ladder
+    whole = Ladder.whole_budget(20_000, 9, "too short")
+    assert Ladder.from_dict(whole.to_dict()) == whole and whole.whole and not whole.is_flat
+
+
+def test_a_search_needs_a_budget_that_buys_several_full_trainings() -> None:
+    full = 20_000 * 12  # image-epochs of one full training
+    just = MIN_SEARCH_TRAININGS * full / 1500
+    assert search_pays(total_seconds=just, images_per_second=1500, train_images=20_000,
+                       spec_epochs=12)
+    assert not search_pays(total_seconds=0.99 * just, images_per_second=1500,
+                           train_images=20_000, spec_epochs=12)
+    # digits at one minute buys hundreds; clutter at two minutes on a 2-core CPU, under one.
+    assert search_pays(total_seconds=50, images_per_second=10_000, train_images=1050,
+                       spec_epochs=12)
+    assert not search_pays(total_seconds=105, images_per_second=1770, train_images=20_400,
+                           spec_epochs=12)
+
+
+def test_a_budget_too_short_to_search_fills_itself_with_epochs() -> None:
+    import torch
+
+    from automl_cnn.data import ImageSplits
+    from automl_cnn.runners.phases import TRIAL_SETUP_S, whole_budget_ladder
+
+    def images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(n, 1, 4, 4, dtype=torch.uint8), torch.zeros(n, dtype=torch.long)
+
+    (xt, yt), (xv, yv), (xs, ys) = images(20_000), images(3_000), images(10)
+    data = ImageSplits("blank", tuple(str(i) for i in range(20)), xt, yt, xv, yv, xs, ys)
+    epoch = (20_000 + 3_000 / 3) / 2000  # 10.5 s: validation costs a third per image
+    ladder = whole_budget_ladder(data, TRIAL_SETUP_S + 8.5 * epoch, 2000, spec_epochs=12)
+    assert ladder.whole and ladder.rungs[0].images == 20_000 and ladder.rungs[0].epochs == 8
+    assert "fewer than the 6" in ladder.reason
+    # The last epoch may overrun by under a third (the trial stops cleanly at the deadline).
+    assert whole_budget_ladder(data, TRIAL_SETUP_S + 8.8 * epoch, 2000, 12).rungs[0].epochs == 9
+    # Capped like a final fit, and never below one epoch.
+    assert whole_budget_ladder(data, 1e6, 2000, 12).rungs[0].epochs == 96
+    assert whole_budget_ladder(data, 1.0, 2000, 12).rungs[0].epochs == 1
 
 
 def test_promotion_keeps_the_top_third_of_those_finished() -> None:

@@ -94,6 +94,36 @@ def test_budgeted_search_ends_in_time_with_a_final_model(tmp_path: Path) -> None
                                                own.state_dict().values()))
 
 
+@pytest.mark.slow
+def test_a_budget_too_short_to_search_trains_the_first_baseline_for_all_of_it(
+        tmp_path: Path) -> None:
+    # 1,400 clutter images, 20 s: about one full training of a baseline on a 2-core CPU.
+    out = tmp_path / "run"
+    started = time.monotonic()
+    code = main(["search", "--dataset", "clutter:2000", "--timeout", "20s", "--no-mlflow",
+                 "--no-progress", "--out", str(out)])
+    wall = time.monotonic() - started
+    assert code == 0
+    assert wall <= 20 + 10 + 10, wall  # the command's bound is 10 s; CI gets some slack
+    summary = json.loads((out / "summary.json").read_text())
+    ladder = summary["ladder"]
+    assert ladder["whole"] and "full trainings" in ladder["reason"]
+    assert summary["trials"] == 1 and summary["counts"]["complete"] == 1  # none left waiting
+    assert summary["final"] is None and summary["test"]["model"] == "search"
+    study = optuna.load_study(study_name=None, storage=_journal(out))
+    record = TrialRecord.from_trial(study.trials[0])
+    assert record.baseline == load_space("default").baselines[0].name
+    assert record.fidelity.epochs == ladder["rungs"][0]["epochs"] >= 1
+    assert len(record.history) >= 1 and record.val_acc is not None
+    assert load_best(out) is not None
+
+
+def _journal(out: Path) -> optuna.storages.JournalStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(out / "study.journal")))
+
+
 def test_trials_without_timeout_keep_their_meaning(tmp_path: Path) -> None:
     outcome = run_search(SearchConfig(trials=3, space="tiny", mlflow=False,
                                       out=str(tmp_path / "run")), progress=False)

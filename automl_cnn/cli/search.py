@@ -270,7 +270,10 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
             f"{k.replace('_', ' ')} {v:.1f}s" for k, v in phases.items()), file=out)
     ladder = summary.get("ladder") or {}
     rungs = ladder.get("rungs") or []
-    if len(rungs) > 1:
+    if ladder.get("whole") and rungs:
+        print(f"No search: {ladder['reason']} ({rungs[0]['epochs']} epochs on "
+              f"{rungs[0]['images']:,} images). Give a longer --timeout to search.", file=out)
+    elif len(rungs) > 1:
         held = summary.get("rungs") or []
         print("Fidelity ladder (eta 3): " + "; ".join(
             f"rung {r['rung']}: {r['images']:,} images x {r['epochs']} epochs, "
