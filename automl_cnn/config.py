@@ -64,6 +64,8 @@ class SearchConfig:
     max_flops: int | None = None
     max_latency_ms: float | None = None
     max_memory_mb: float | None = None  # peak inference memory (CPU: estimated from the plan)
+    # Peak memory of one training step on the search's device (CUDA: measured; CPU: estimated).
+    max_train_memory_mb: float | None = None
     latency_device: str = "auto"  # where latency is timed: auto (the search's device), cpu, cuda:N
     latency_threads: int = 1  # CPU threads while timing (a stated target, not the machine's)
     latency_batch: int = 1
@@ -213,7 +215,8 @@ def _check_journal(storage: str | None) -> None:
 def _check_limits(config: SearchConfig) -> None:
     for flag, value in (("--max-params", config.max_params), ("--max-flops", config.max_flops),
                         ("--max-latency-ms", config.max_latency_ms),
-                        ("--max-memory-mb", config.max_memory_mb)):
+                        ("--max-memory-mb", config.max_memory_mb),
+                        ("--max-train-memory-mb", config.max_train_memory_mb)):
         if value is not None and (isinstance(value, bool) or not value > 0):
             raise UserError(f"{flag} must be a positive number, but got {value!r}. Leave it "
                             "out for no limit.")

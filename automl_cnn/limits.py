@@ -25,6 +25,7 @@ LIMITS: dict[str, tuple[str, str, str]] = {
     "max_flops": ("flops", "--max-flops", "FLOPs"),
     "max_latency_ms": ("latency_ms", "--max-latency-ms", "ms"),
     "max_memory_mb": ("memory_mb", "--max-memory-mb", "MB"),
+    "max_train_memory_mb": ("train_memory_mb", "--max-train-memory-mb", "MB"),
 }
 
 
@@ -36,6 +37,7 @@ class Costs:
     flops: int
     latency_ms: float | None = None
     memory_mb: float | None = None
+    train_memory_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Limits:
     max_flops: int | None = None
     max_latency_ms: float | None = None
     max_memory_mb: float | None = None
+    max_train_memory_mb: float | None = None
 
     @classmethod
     def of(cls, config: Any) -> Limits:
@@ -87,6 +90,10 @@ class Limits:
     @property
     def needs_memory(self) -> bool:
         return self.max_memory_mb is not None
+
+    @property
+    def needs_train_memory(self) -> bool:
+        return self.max_train_memory_mb is not None
 
     def breach(self, costs: Costs) -> Breach | None:
         """The first limit ``costs`` breaks (in :data:`LIMITS` order), or None."""

@@ -31,6 +31,7 @@ class PlanSummary:
     latency_ms: float | None = None
     latency_device: str | None = None
     memory_mb: float | None = None  # peak inference memory, when --max-memory-mb asked for it
+    train_memory_mb: float | None = None  # one training step's, when --max-train-memory-mb did
 
     @classmethod
     def of(cls, spec: ArchSpec, plan: LayerPlan) -> PlanSummary:

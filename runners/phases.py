@@ -14,11 +14,13 @@ import logging
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from automl_cnn.budget import Budget, format_duration
 from automl_cnn.checkpoint import CheckpointMeta
@@ -105,15 +107,23 @@ def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: fl
 
 
 def for_plan(plan: SearchPlan, budget: Budget | None, config: SearchConfig,
-             study: optuna.Study) -> tuple[Budget | None, SearchConfig, int | None]:
-    """The budget, settings and trial target the search phase runs with: as given, unless the
-    budget is too short to search, when one trial (in this process) has all of it."""
-    from .slots import count_slots, read_target
+             study: optuna.Study
+             ) -> tuple[Budget | None, SearchConfig, int | None, Callable[[], bool]]:
+    """The budget, settings, trial target and "enough" test the search phase runs with: as
+    given, unless the budget is too short to search, when trials run in this process until one
+    has trained (baselines over a hard limit cost no training and are passed over) with all the
+    budget."""
+    from .slots import read_target
 
     if not plan.ladder.whole or budget is None:
-        return budget, config, read_target(study)
-    return (replace(budget, final_share=0.0), config.replace(jobs=1),
-            count_slots(study.get_trials(deepcopy=False)).used + 1)
+        return budget, config, read_target(study), lambda: False
+    before = _complete(study)
+    return (replace(budget, final_share=0.0), config.replace(jobs=1), None,
+            lambda: bool(_complete(study) - before))
+
+
+def _complete(study: optuna.Study) -> set[int]:
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
 
 
 def rung_counts(study: optuna.Study) -> list[int]:

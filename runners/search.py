@@ -190,7 +190,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     began = time.perf_counter()
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
     plan = plan_search(config, space, data, device, budget)
-    budget, config, target = for_plan(plan, budget, config, study)
+    budget, config, target, enough = for_plan(plan, budget, config, study)
     deadline = None if budget is None else time.time() + budget.search_left()
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          deadline=deadline, ladder=plan.ladder,
@@ -198,7 +198,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     bar = ProgressBar(total=1 if plan.ladder.whole else config.trials, enabled=progress,
                       budget=budget)
     interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop, bar,
-                                budget, tracker, target)
+                                budget, tracker, target, enough)
     searched = time.perf_counter()
     final = None if interrupted or plan.ladder.whole else run_final_fit(study, config, data, device, run_dir, budget,
                                                    progress=progress, tracker=tracker)
@@ -212,7 +212,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
 
 def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner,
                   workers: Any, stop: StopFlag, bar: ProgressBar, budget: Budget | None,
-                  tracker: Tracker, target: int | None) -> bool:
+                  tracker: Tracker, target: int | None, enough: Callable[[], bool]) -> bool:
     """Run trials until the study's target, the search deadline or a stop (in this process,
     or in ``--jobs`` worker processes); returns whether Ctrl-C / SIGTERM stopped it."""
     interrupted = False
@@ -225,10 +225,9 @@ def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner
             else:
                 run_until_target(
                     study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
-                    target=target, interval=config.heartbeat,
-                    timeout=budget.search_left() if budget else None,
-                    stop=lambda: bool(stop), callbacks=[bar.update], catch=(TrialFailed,),
-                    on_lost=tracker.close_lost_runs)
+                    target=target, interval=config.heartbeat, on_lost=tracker.close_lost_runs,
+                    timeout=budget.search_left() if budget else None, catch=(TrialFailed,),
+                    stop=lambda: bool(stop) or enough(), callbacks=[bar.update])
     except (SearchInterrupted, KeyboardInterrupt):
         interrupted = True
     except BaseException:

@@ -33,6 +33,7 @@ from automl_cnn.latency import (
 )
 from automl_cnn.limits import Breach, Costs, Limits
 from automl_cnn.shapes import InfeasibleArchitecture, LayerPlan, plan_layers
+from automl_cnn.train_memory import estimated_train_memory_mb, train_memory_mb
 
 log = logging.getLogger(__name__)
 LATENCY_FILE = "latency.json"
@@ -71,21 +72,30 @@ class TargetCheck:
         self.measure = config.measures_latency
         self.target = latency_target(config, device)
         self.input_shape, self.num_classes = input_shape, num_classes
+        self.device = device  # where trials train: the training-memory limit's device
         self.cache = LatencyCache(Path(run_dir) / LATENCY_FILE if run_dir else None)
 
     def check(self, spec: ArchSpec, plan: LayerPlan) -> Checked:
         """Cheap limits first: latency is timed only when parameters and FLOPs are within."""
         costs = Costs(plan.params, plan.flops)
         breach = self.limits.breach(costs)
-        if breach is not None or not (self.measure or self.limits.needs_memory):
+        limits = self.limits
+        if breach is not None or not (self.measure or limits.needs_memory
+                                      or limits.needs_train_memory):
             return Checked(costs, None, breach)
+        training = (train_memory_mb(spec, plan, self.input_shape, self.num_classes,
+                                    self.device.torch_device,
+                                    bf16=self.device.precision.startswith("bf16"))
+                    if limits.needs_train_memory else None)
         latency = None
-        if self.measure:
+        if self.measure and limits.breach(Costs(plan.params, plan.flops,
+                                                train_memory_mb=training)) is None:
             latency = self.cache.latency(spec, self.input_shape, self.num_classes, self.target)
         memory = (peak_memory_mb(spec, plan, self.input_shape, self.num_classes, self.target)
-                  if self.limits.needs_memory else None)
-        costs = Costs(plan.params, plan.flops, latency.median_ms if latency else None, memory)
-        return Checked(costs, latency, self.limits.breach(costs))
+                  if limits.needs_memory else None)
+        costs = Costs(plan.params, plan.flops, latency.median_ms if latency else None, memory,
+                      training)
+        return Checked(costs, latency, limits.breach(costs))
 
     def breach_of(self, spec: ArchSpec) -> Breach | None | str:
         """The limit ``spec`` breaks, None if it fits, or the shape problem as a string."""
@@ -138,7 +148,7 @@ def _moves(space: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _size(plan: LayerPlan, limits: Limits) -> float:
+def _size(spec: ArchSpec, plan: LayerPlan, limits: Limits) -> float:
     """Greedy score of a narrowing step: each limited quantity relative to its bound, FLOPs
     standing in for latency (measured only once a candidate is chosen)."""
     score = 0.0
@@ -150,6 +160,8 @@ def _size(plan: LayerPlan, limits: Limits) -> float:
         score += plan.flops / 1e6
     if limits.max_memory_mb:
         score += estimated_memory_mb(plan, 1) / limits.max_memory_mb
+    if limits.max_train_memory_mb:
+        score += estimated_train_memory_mb(spec, plan) / limits.max_train_memory_mb
     return score
 
 
@@ -164,13 +176,14 @@ def shrink(space: Any, params: dict[str, Any], check: TargetCheck, *, flip_ok: b
         spec = space.sample(FixedTrial(params), flip_ok=flip_ok)
         if check.breach_of(spec) is None:
             return params
-        now = _size(plan_layers(spec, check.input_shape, check.num_classes), check.limits)
+        now = _size(spec, plan_layers(spec, check.input_shape, check.num_classes), check.limits)
         scored = []
         for move in _moves(space, params):
             moved = space.sample(FixedTrial(move), flip_ok=flip_ok)
             try:
-                scored.append((_size(plan_layers(moved, check.input_shape, check.num_classes),
-                                     check.limits), len(scored), move))
+                scored.append((_size(moved, plan_layers(moved, check.input_shape,
+                                                        check.num_classes), check.limits),
+                               len(scored), move))
             except InfeasibleArchitecture:
                 continue
         smaller = [s for s in scored if s[0] < now]

@@ -244,7 +244,8 @@ def with_costs(plan: PlanSummary, checked: Checked) -> PlanSummary:
     latency = checked.latency
     return replace(plan, latency_ms=latency.median_ms if latency else None,
                    latency_device=latency.device if latency else None,
-                   memory_mb=checked.costs.memory_mb)
+                   memory_mb=checked.costs.memory_mb,
+                   train_memory_mb=checked.costs.train_memory_mb)
 
 
 def trained(record: TrialRecord, history: list[dict[str, float]], seconds: float,

@@ -118,6 +118,20 @@ def test_a_budget_too_short_to_search_trains_the_first_baseline_for_all_of_it(
     assert load_best(out) is not None
 
 
+@pytest.mark.slow
+def test_too_short_to_search_under_a_limit_trains_a_baseline_that_fits(tmp_path: Path) -> None:
+    # Both baselines are over 50k parameters on 32x32 clutter: they cost no training, and the
+    # one trial that trains is a baseline narrowed to fit.
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "clutter:2000", "--timeout", "25s", "--no-mlflow",
+                 "--max-params", "50000", "--no-progress", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ladder"]["whole"]
+    assert summary["counts"]["complete"] == 1 and summary["counts"]["over_limit"] >= 1
+    assert summary["best"]["params"] <= 50_000 and summary["test"]["accuracy"] is not None
+
+
 def _journal(out: Path) -> optuna.storages.JournalStorage:
     from optuna.storages.journal import JournalFileBackend
 

@@ -155,6 +155,7 @@ def test_mlflow_parent_run_records_the_front(front_run) -> None:
 @pytest.mark.parametrize("args, needle", [
     (["--max-params", "0"], "--max-params must be a positive number"),
     (["--max-latency-ms", "-1"], "--max-latency-ms must be a positive number"),
+    (["--max-train-memory-mb", "0"], "--max-train-memory-mb must be a positive number"),
     (["--latency-batch", "0"], "--latency-batch must be a whole number >= 1"),
     (["--latency-device", "tpu"], "--latency-device 'tpu' is not a latency target"),
 ])

@@ -13,6 +13,7 @@ from automl_cnn.limits import Costs
 from automl_cnn.runners.target import TargetCheck, latency_target, shrunk_baselines
 from automl_cnn.search_spaces import load_space
 from automl_cnn.shapes import plan_layers
+from automl_cnn.train_memory import estimated_train_memory_mb
 
 CPU = resolve_device("cpu")
 
@@ -62,7 +63,8 @@ def test_latency_device_must_exist():
 
 
 @pytest.mark.parametrize("limits", [{"max_params": 5000}, {"max_flops": 200_000},
-                                    {"max_memory_mb": 0.05}, {"max_latency_ms": 0.8}])
+                                    {"max_memory_mb": 0.05}, {"max_latency_ms": 0.8},
+                                    {"max_train_memory_mb": 0.5}])
 def test_baselines_that_break_a_limit_are_narrowed_until_they_fit(tmp_path, limits):
     space = load_space("default")
     if "max_latency_ms" in limits:  # 80 % of the faster baseline's latency on this machine
@@ -70,6 +72,10 @@ def test_baselines_that_break_a_limit_are_narrowed_until_they_fit(tmp_path, limi
         fastest = min(timed.check(s, plan_layers(s, (1, 8, 8), 10)).costs.latency_ms
                       for s in (_baseline(space, 0), _baseline(space, 1)))
         limits = {"max_latency_ms": limits["max_latency_ms"] * fastest}
+    if "max_train_memory_mb" in limits:  # half the smaller baseline's training step
+        smallest = min(estimated_train_memory_mb(s, plan_layers(s, (1, 8, 8), 10))
+                       for s in (_baseline(space, 0), _baseline(space, 1)))
+        limits = {"max_train_memory_mb": limits["max_train_memory_mb"] * smallest}
     check = _check(tmp_path, **limits)
     assert all(check.breach_of(_baseline(space, i)) is not None for i in range(2))
     shrunk = shrunk_baselines(space, check, flip_ok=False)
@@ -79,7 +85,21 @@ def test_baselines_that_break_a_limit_are_narrowed_until_they_fit(tmp_path, limi
         spec = space.sample(FixedTrial(params), flip_ok=False)
         assert check.breach_of(spec) is None
         # the recipe is the baseline's: only the network got narrower
-        assert spec.train == _baseline(space, 0 if name.startswith("conv") else 1).train
+        index = next(i for i, b in enumerate(space.baselines) if name.startswith(b.name))
+        assert spec.train == _baseline(space, index).train
+
+
+def test_an_architecture_over_the_training_memory_limit_is_never_timed(tmp_path):
+    space = load_space("default")
+    spec = _baseline(space)
+    plan = plan_layers(spec, (1, 8, 8), 10)
+    need = estimated_train_memory_mb(spec, plan)
+    over = _check(tmp_path, max_train_memory_mb=need / 2, max_latency_ms=100.0).check(spec, plan)
+    assert over.breach.limit == "max_train_memory_mb" and over.latency is None
+    assert over.costs.train_memory_mb == pytest.approx(need)
+    assert "--max-train-memory-mb" in over.breach.reason
+    assert not (tmp_path / "latency.json").exists()
+    assert _check(tmp_path, max_train_memory_mb=need * 2).check(spec, plan).breach is None
 
 
 def test_each_limit_becomes_one_named_optuna_constraint():

@@ -112,6 +112,33 @@ def test_latency_cache_keys_and_file_reuse(tmp_path):
     assert LatencyCache(path).get(cache_key(SPEC, (1, 8, 8), target)) is None
 
 
+def test_training_memory_estimate_counts_weights_optimiser_state_and_kept_activations():
+    from dataclasses import replace
+
+    from automl_cnn.train_memory import estimated_train_memory_mb
+
+    plan = plan_layers(SPEC, (1, 8, 8), 10)
+    adamw = estimated_train_memory_mb(SPEC, plan)
+    sgd = estimated_train_memory_mb(replace(SPEC, train=replace(SPEC.train, optimizer="sgd")),
+                                    plan)
+    assert adamw - sgd == pytest.approx(plan.params * 4 / 2**20)  # one moment less
+    double = replace(SPEC, train=replace(SPEC.train, batch_size=2 * SPEC.train.batch_size))
+    activations = adamw - plan.params * 4 * 4 / 2**20  # weights, gradients, two moments
+    assert estimated_train_memory_mb(double, plan) == pytest.approx(adamw + activations)
+    assert adamw > estimated_memory_mb(plan, SPEC.train.batch_size)  # training keeps more
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_memory_is_measured_near_the_estimate():
+    from automl_cnn.train_memory import estimated_train_memory_mb, train_memory_mb
+
+    plan = plan_layers(SPEC, (1, 28, 28), 10)
+    measured = train_memory_mb(SPEC, plan, (1, 28, 28), 10, "cuda:0")
+    estimate = estimated_train_memory_mb(SPEC, plan)
+    print(f"training step memory on CUDA {measured:.2f} MB, CPU estimate {estimate:.2f} MB")
+    assert estimate / 3 < measured < estimate * 3
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_latency_is_timed_with_events_and_memory_measured():
     from automl_cnn.latency import peak_memory_mb

@@ -82,6 +82,10 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
                    help="peak inference memory limit: measured on CUDA; on the CPU estimated "
                         "from the layer plan (weights + the two largest neighbouring "
                         "activations × batch × 4 bytes)")
+    g.add_argument("--max-train-memory-mb", type=float, default=None, metavar="MB",
+                   help="peak memory of one training step at the recipe's batch size on the "
+                        "search's device: measured on CUDA; on the CPU estimated from the plan "
+                        "(weights, gradients, optimiser state, activations kept for backward)")
     g.add_argument("--latency-device", default="auto",
                    help="where latency is timed: auto (the search's device), cpu, cuda[:N]")
     g.add_argument("--latency-threads", type=int, default=1, metavar="N",
@@ -106,7 +110,8 @@ def print_limits_and_front(summary: dict[str, Any], out: Any) -> None:
 def target_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The SearchConfig fields of :func:`add_target_arguments`."""
     return {name: getattr(args, name) for name in (
-        "max_params", "max_flops", "max_latency_ms", "max_memory_mb", "latency_device",
+        "max_params", "max_flops", "max_latency_ms", "max_memory_mb", "max_train_memory_mb",
+        "latency_device",
         "latency_threads", "latency_batch")}
 
 

@@ -156,7 +156,8 @@ def cost_metrics(record: Any) -> list[Metric]:
     if plan is None:
         return []
     return [Metric(name, float(value), now, 0) for name, value in (
-        ("latency_ms", plan.latency_ms), ("memory_mb", plan.memory_mb)) if value is not None]
+        ("latency_ms", plan.latency_ms), ("memory_mb", plan.memory_mb),
+        ("train_memory_mb", plan.train_memory_mb)) if value is not None]
 
 
 def log_front(client: MlflowClient, run_id: str, summary: dict[str, Any]) -> None:
