@@ -116,8 +116,12 @@ def plan_workers(config: SearchConfig, device: Device) -> WorkerPlan:
 
 
 def run_workers(config: SearchConfig, plan: WorkerPlan, *, stop: Any,
-                on_poll: Any = None) -> list[int]:
+                on_poll: Any = None, ladder: Any = None,
+                images_per_second: float | None = None) -> list[int]:
     """Run the study's trials in ``plan.count`` workers; return their exit codes.
+
+    ``ladder`` (a :class:`~automl_cnn.ladder.Ladder`, the parent's plan) is climbed by every
+    worker: promotion reads the rung scores all of them reported to the shared study.
 
     ``stop`` is the parent's :class:`~automl_cnn.runners.trial.StopFlag` (set by its signal
     handler); ``on_poll()`` is called a few times a second (the progress bar). A second Ctrl-C
@@ -126,8 +130,10 @@ def run_workers(config: SearchConfig, plan: WorkerPlan, *, stop: Any,
     ctx = mp.get_context("spawn")
     stop_code = ctx.Value("i", 0)
     deadline = time.time() + config.timeout if config.timeout else None
+    climb = (ladder.to_dict() if ladder is not None else None, images_per_second)
     procs = [ctx.Process(target=worker_main, name=f"automl-cnn-worker-{i}", daemon=False,
-                         args=(config.to_dict(), i, dev, plan.threads, stop_code, deadline))
+                         args=(config.to_dict(), i, dev, plan.threads, stop_code, deadline,
+                               climb))
              for i, dev in enumerate(plan.devices)]
     for proc in procs:
         proc.start()
@@ -165,7 +171,8 @@ def _wait_or_kill(procs: list[Any], grace: float = 60.0) -> None:
 
 # -- the worker process ---------------------------------------------------------------------
 def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threads: int,
-                stop_code: Any, deadline: float | None) -> None:
+                stop_code: Any, deadline: float | None,
+                climb: tuple[dict[str, Any] | None, float | None] = (None, None)) -> None:
     """One worker: load the data once, then take trials until the study holds its target
     (:func:`~automl_cnn.runners.slots.run_until_target`, exact under the storage lock)."""
     os.setpgrp()  # a terminal's Ctrl-C goes to the parent, which tells us through stop_code
@@ -180,7 +187,7 @@ def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threa
     config = SearchConfig.from_dict(config_dict).replace(device=device_name, jobs=1)
     stop = _SharedStop(stop_code)
     signal.signal(signal.SIGTERM, lambda *_: stop.set("SIGTERM"))
-    runner, study, tracker = _worker_setup(config, stop)
+    runner, study, tracker = _worker_setup(config, stop, climb)
     runner.deadline = deadline  # a trial training at the search phase's end stops there
     status = "FINISHED"
     try:
@@ -195,8 +202,11 @@ def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threa
         tracker.end_search(status="KILLED" if stop else status, summary={})
 
 
-def _worker_setup(config: SearchConfig, stop: Any) -> tuple[Any, Any, Any]:
+def _worker_setup(config: SearchConfig, stop: Any,
+                  climb: tuple[dict[str, Any] | None, float | None]) -> tuple[Any, Any, Any]:
     import optuna
+
+    from automl_cnn.ladder import Ladder
 
     from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
@@ -215,8 +225,10 @@ def _worker_setup(config: SearchConfig, stop: Any) -> tuple[Any, Any, Any]:
     study = open_study(config, space, create=False)  # a sampler seeded per worker (PID)
     tracker = make_tracker(config)
     tracker.start_search(config, settings={})  # attaches to the parent's run
+    ladder, images_per_second = climb
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=config.run_dir,
-                         stop=stop)
+                         stop=stop, ladder=Ladder.from_dict(ladder) if ladder else None,
+                         images_per_second=images_per_second)
     return runner, study, tracker
 
 

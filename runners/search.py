@@ -221,7 +221,8 @@ def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner
             if workers.count > 1:  # N processes share the study; this one only watches
                 searching = config if budget is None else config.replace(
                     timeout=budget.search_left())  # workers stop at the search deadline
-                run_workers(searching, workers, stop=stop, on_poll=poll_progress(study, bar))
+                run_workers(searching, workers, stop=stop, on_poll=poll_progress(study, bar),
+                            ladder=runner.ladder, images_per_second=runner.images_per_second)
             else:
                 run_until_target(
                     study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),

@@ -97,7 +97,7 @@ def test_budgeted_search_ends_in_time_with_a_final_model(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_a_budget_too_short_to_search_trains_the_first_baseline_for_all_of_it(
         tmp_path: Path) -> None:
-    # 1,400 clutter images, 20 s: about one full training of a baseline on a 2-core CPU.
+    # 1,700 clutter training images, 20 s: a tenth of a full training on a 2-core CPU.
     out = tmp_path / "run"
     started = time.monotonic()
     code = main(["search", "--dataset", "clutter:2000", "--timeout", "20s", "--no-mlflow",

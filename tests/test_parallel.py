@@ -129,3 +129,23 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_running_trial(tmp_path: Path) -
     assert 1 <= len(states) < 200
     assert len({t.number for t in study.trials}) == len(states)
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+
+
+@pytest.mark.slow
+def test_workers_climb_the_parents_ladder(tmp_path: Path) -> None:
+    # 680 clutter training images, 70 s: about 12 full trainings, so the search is laddered.
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "clutter:800", "--timeout", "70s", "--jobs", "2",
+                 "--no-mlflow", "--no-progress", "--no-final-fit", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rungs = summary["ladder"]["rungs"]
+    assert len(rungs) > 1, summary["ladder"]
+    from automl_cnn.record import Outcome, records
+
+    trained = [r for r in records(load(out, summary["study_name"]))
+               if r.outcome in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.INTERRUPTED)
+               and r.history]
+    assert trained and all(r.fidelity is not None for r in trained)  # every trial climbed
+    assert {r.fidelity.train_images for r in trained} <= {r["images"] for r in rungs}
+    assert len({r.worker.pid for r in trained}) == 2  # both workers trained rungs
