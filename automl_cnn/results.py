@@ -106,8 +106,10 @@ def ranked_trials(study: optuna.Study) -> list[TrialRecord]:
     """The study's ranked trials as records, best first (index = rank)."""
     from optuna.trial import TrialState
 
+    from automl_cnn.record import record_of
+
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return rank(TrialRecord.from_trial(t) for t in done)
+    return rank(record_of(t) for t in done)
 
 
 @dataclass(frozen=True)

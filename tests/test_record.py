@@ -198,3 +198,18 @@ def test_the_library_does_not_import_the_cli() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in library
                  if any(m.startswith("automl_cnn.cli") for m in _imports(p))]
     assert offenders == []
+
+
+def test_finished_trials_records_are_built_once_running_ones_each_time() -> None:
+    from automl_cnn.record import record_of
+
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    running = study.ask()
+    first = {t.number: record_of(t) for t in study.get_trials(deepcopy=False)}
+    again = {t.number: record_of(t) for t in study.get_trials(deepcopy=False)}
+    assert first[0] is again[0] and first[1] is again[1]  # finished: the same record
+    assert first[running.number] is not again[running.number]  # running: read afresh
+    # A copy of a finished trial (another storage's object) gets its own, equal record.
+    copy = study.get_trials(deepcopy=True)[0]
+    assert record_of(copy) is not first[0] and record_of(copy) == first[0]
