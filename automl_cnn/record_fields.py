@@ -41,11 +41,13 @@ class PlanSummary:
 
 @dataclass(frozen=True)
 class Fidelity:
-    """What a trial trained on when less than the full budget (a rung of a budget ladder)."""
+    """What a trial trained on under a time budget: a rung of a fidelity ladder, or (``whole``)
+    the one trial of a budget too short to search, its epochs stretched to fill it."""
 
     train_images: int | None = None  # None: the whole training split
     epochs: int | None = None  # None: the spec's epochs
     rung: int | None = None
+    whole: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import optuna
 import plotly.graph_objects as go
 
 from automl_cnn.final_fit import read_final_history
-from automl_cnn.record import TrialRecord
+from automl_cnn.record import TrialRecord, record_of
 
 from .sections import Figure, Section
 
@@ -32,8 +32,8 @@ def rung_points(trials: list[optuna.trial.FrozenTrial]) -> list[RungPoint]:
     """One point per (trial, rung finished) of the trials that climbed a ladder."""
     points = []
     for t in trials:
-        fidelity = TrialRecord.from_trial(t).fidelity
-        if fidelity is None or not t.intermediate_values:
+        fidelity = record_of(t).fidelity
+        if fidelity is None or fidelity.whole or not t.intermediate_values:
             continue
         trained = int(fidelity.rung or 0)  # the last rung it trained on
         for step, value in sorted(t.intermediate_values.items()):
@@ -71,9 +71,44 @@ def final_figure(rows: list[dict[str, float]]) -> go.Figure:
     return fig
 
 
+def whole_budget_trial(trials: list[optuna.trial.FrozenTrial]) -> TrialRecord | None:
+    """The trial a budget too short to search trained for all of it (None: there was a search)."""
+    found = [r for r in map(record_of, trials) if r.fidelity is not None and r.fidelity.whole]
+    return found[-1] if found else None
+
+
+def whole_figure(record: TrialRecord) -> go.Figure:
+    rows = [r for r in record.history if "val_acc" in r]
+    fig = go.Figure(go.Scatter(x=[int(r["epoch"]) + 1 for r in rows],
+                               y=[r["val_acc"] for r in rows], mode="lines+markers",
+                               name="val_acc"))
+    fig.update_layout(title=f"Trial {record.number}, trained for the whole budget: validation "
+                            "accuracy per epoch", xaxis={"title": "epoch"},
+                      yaxis={"title": "val_acc"}, template="plotly_white", height=360)
+    return fig
+
+
+def whole_section(record: TrialRecord) -> Section:
+    fidelity = record.fidelity
+    assert fidelity is not None
+    section = Section("Budget: too short to search")
+    section.intro = html.escape(
+        f"The time budget bought fewer full trainings than a search needs, so there was no "
+        f"search: trial {record.number} ({record.baseline or 'a baseline'}) trained on all "
+        f"{fidelity.train_images:,} training images for {fidelity.epochs} epochs, its schedule "
+        "stretched to fill the budget (summary.json's ladder.reason gives the numbers). Give "
+        "a longer --timeout to search.")
+    section.items.append(Figure("whole_budget", whole_figure(record)))
+    return section
+
+
 def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
     """The "Budget" section, or nothing when the search had neither a ladder nor a final fit."""
-    points = rung_points(study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    whole = whole_budget_trial(trials)
+    if whole is not None:
+        return [whole_section(whole)]
+    points = rung_points(trials)
     rows = final_curve(run_dir)
     if not points and not rows:
         return []
@@ -94,4 +129,4 @@ def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
     return [section]
 
 
-__all__ = ["RungPoint", "final_curve", "ladder_section", "rung_points"]
+__all__ = ["RungPoint", "final_curve", "ladder_section", "rung_points", "whole_budget_trial"]

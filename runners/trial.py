@@ -167,7 +167,7 @@ class TrialRunner:
         if not self.ladder.is_flat:
             data = self.rung_data[rung.index]
             record = record.replace(fidelity=Fidelity(len(data.y_train), rung.epochs,
-                                                      rung.index))
+                                                      rung.index, self.ladder.whole))
         fit_started = time.perf_counter()
 
         def ended(outcome: Outcome, reason: str | None) -> TrialRecord:

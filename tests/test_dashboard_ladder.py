@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 
 from automl_cnn.record import Fidelity, Outcome, TrialRecord, record_attrs
 from automl_cnn.rundir import RunDir
@@ -42,3 +43,19 @@ def test_no_section_for_a_plain_search(tmp_path: Path) -> None:
     study = optuna.create_study(direction="maximize")
     study.add_trial(optuna.trial.create_trial(value=0.9))
     assert ladder_section(study, tmp_path) == []
+
+
+def test_a_budget_too_short_to_search_shows_its_one_trial_per_epoch(tmp_path: Path) -> None:
+    history = tuple({"epoch": e, "train_loss": 2.0 - e / 10, "val_acc": 0.2 + e / 10}
+                    for e in range(4))
+    record = TrialRecord(number=0, outcome=Outcome.COMPLETE, history=history,
+                         baseline="airbench-style x3", fidelity=Fidelity(20_400, 4, 0, True))
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5, intermediate_values={0: 0.5},
+                                              user_attrs=record_attrs(record)))
+    assert rung_points(study.get_trials()) == []  # not a ladder
+    [section] = ladder_section(study, tmp_path)
+    assert section.title == "Budget: too short to search"
+    assert "airbench-style x3" in section.intro and "20,400" in section.intro
+    [figure] = section.items
+    assert list(figure.figure.data[0].y) == pytest.approx([0.2, 0.3, 0.4, 0.5])
