@@ -95,8 +95,8 @@ class Ladder:
         rungs = tuple(Rung(int(r["rung"]), int(r["images"]),  # type: ignore[index]
                            None if r["epochs"] is None else int(r["epochs"]))  # type: ignore[index]
                       for r in rows)  # type: ignore[union-attr]
-        return cls(rungs, int(data.get("eta", ETA)), str(data.get("reason", "")),  # type: ignore[arg-type]
-                   bool(data.get("whole", False)))
+        eta = int(data.get("eta", ETA))  # type: ignore[call-overload]
+        return cls(rungs, eta, str(data.get("reason", "")), bool(data.get("whole", False)))
 
 
 def plan_ladder(*, train_images: int, num_classes: int, spec_epochs: int,

@@ -84,7 +84,7 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
     return SearchPlan(ladder, ips, time.perf_counter() - started)
 
 
-#: A trial's Trainer, first batch and checkpoint cost about this much beyond its epochs (2-core CPU).
+#: A trial's Trainer, first batch and checkpoint cost about this much beyond its epochs (CPU).
 TRIAL_SETUP_S = 3.0
 #: Epochs are planned at this share of the measured speed: a few timed steps read 15 % fast or
 #: slow (clutter's airbench baseline: 1,772 and 2,051 images/s timed, ~1,780 trained). A trial

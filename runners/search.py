@@ -200,8 +200,8 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop, bar,
                                 budget, tracker, target, enough)
     searched = time.perf_counter()
-    final = None if interrupted or plan.ladder.whole else run_final_fit(study, config, data, device, run_dir, budget,
-                                                   progress=progress, tracker=tracker)
+    final = None if interrupted or plan.ladder.whole else run_final_fit(
+        study, config, data, device, run_dir, budget, progress=progress, tracker=tracker)
     phases = {"search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
     summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - began,
