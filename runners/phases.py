@@ -128,6 +128,20 @@ def _complete(study: optuna.Study) -> set[int]:
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
 
 
+def search_bar(plan: SearchPlan, config: SearchConfig, budget: Budget | None, runner: Any,
+               *, enabled: bool) -> Any:
+    """The search phase's bar: trials, or the epochs of the one trial a budget too short to
+    search trains (``training (no search) 3/9 epochs · 1m10s left``)."""
+    if plan.ladder.whole:
+        bar = _EpochBar(plan.ladder.rungs[0].epochs or 1, budget, enabled=enabled,
+                        desc="training (no search)")
+        runner.on_epoch = bar.update
+        return bar
+    from .progress import ProgressBar
+
+    return ProgressBar(total=config.trials, enabled=enabled, budget=budget)
+
+
 def rung_counts(study: optuna.Study) -> list[int]:
     """How many trials trained at each ladder rung (``[]`` without a ladder): a trial
     promoted to rung 2 counts at rungs 0, 1 and 2."""
@@ -192,12 +206,16 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
 class _EpochBar:
     """``final fit 12/40 epochs · 4m left`` on stderr."""
 
-    def __init__(self, epochs: int, budget: Budget | None, *, enabled: bool) -> None:
+    def __init__(self, epochs: int, budget: Budget | None, *, enabled: bool,
+                 desc: str = "final fit") -> None:
         from tqdm.auto import tqdm
 
         self.budget = budget
-        self.bar = tqdm(total=epochs, unit="epoch", desc="final fit", file=sys.stderr,
+        self.bar = tqdm(total=epochs, unit="epoch", desc=desc, file=sys.stderr,
                         disable=not enabled, dynamic_ncols=True, leave=True)
+
+    def after_trial(self, *_: Any) -> None:
+        """As an Optuna callback: the epochs are what this bar counts."""
 
     def update(self, _: dict[str, float]) -> None:
         if self.budget is not None:
@@ -210,4 +228,4 @@ class _EpochBar:
 
 
 __all__ = ["SearchPlan", "best_trial", "budget_summary", "for_plan", "plan_search", "rung_counts",
-           "run_final_fit", "whole_budget_ladder"]
+           "run_final_fit", "search_bar", "whole_budget_ladder"]

@@ -37,6 +37,8 @@ class ProgressBar:
         )
         self.bar.update(1)
 
+    after_trial = update  # the Optuna callback
+
     def close(self) -> None:
         self.bar.close()
 

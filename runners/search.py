@@ -36,8 +36,8 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
-from .phases import SearchPlan, budget_summary, for_plan, plan_search, run_final_fit
-from .progress import ProgressBar, poll_progress
+from .phases import SearchPlan, budget_summary, for_plan, plan_search, run_final_fit, search_bar
+from .progress import poll_progress
 from .slots import run_until_target, settle_target
 from .storage_lock import storage_lock
 from .study import open_study, search_storage
@@ -195,8 +195,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          deadline=deadline, ladder=plan.ladder,
                          images_per_second=plan.images_per_second)
-    bar = ProgressBar(total=1 if plan.ladder.whole else config.trials, enabled=progress,
-                      budget=budget)
+    bar = search_bar(plan, config, budget, runner, enabled=progress)
     interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop, bar,
                                 budget, tracker, target, enough)
     searched = time.perf_counter()
@@ -211,7 +210,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
 
 
 def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner,
-                  workers: Any, stop: StopFlag, bar: ProgressBar, budget: Budget | None,
+                  workers: Any, stop: StopFlag, bar: Any, budget: Budget | None,
                   tracker: Tracker, target: int | None, enough: Callable[[], bool]) -> bool:
     """Run trials until the study's target, the search deadline or a stop (in this process,
     or in ``--jobs`` worker processes); returns whether Ctrl-C / SIGTERM stopped it."""
@@ -228,7 +227,7 @@ def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner
                     study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
                     target=target, interval=config.heartbeat, on_lost=tracker.close_lost_runs,
                     timeout=budget.search_left() if budget else None, catch=(TrialFailed,),
-                    stop=lambda: bool(stop) or enough(), callbacks=[bar.update])
+                    stop=lambda: bool(stop) or enough(), callbacks=[bar.after_trial])
     except (SearchInterrupted, KeyboardInterrupt):
         interrupted = True
     except BaseException:

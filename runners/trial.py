@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ class TrialRunner:
         self.rung_data = {r.index: rung_data(data, r, seed=config.seed)
                           for r in self.ladder.rungs}
         self.target = TargetCheck(config, data.input_shape, data.num_classes, device, run_dir)
+        self.on_epoch: Callable[[dict[str, float]], None] | None = None  # e.g. a progress bar
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         if self.stop:
@@ -212,6 +214,8 @@ class TrialRunner:
         slow-rung checks, and (without a ladder) the epoch pruner."""
         def epoch_end(row: dict[str, float]) -> None:
             history.append(dict(row))
+            if self.on_epoch is not None:
+                self.on_epoch(row)
             self.tracker.log_epoch(trial.number, int(row["epoch"]), {
                 k: row[k] for k in ("train_loss", "val_loss", "val_acc")})
 

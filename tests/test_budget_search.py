@@ -96,14 +96,17 @@ def test_budgeted_search_ends_in_time_with_a_final_model(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_a_budget_too_short_to_search_trains_the_first_baseline_for_all_of_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # 1,700 clutter training images, 20 s: a tenth of a full training on a 2-core CPU.
     out = tmp_path / "run"
     started = time.monotonic()
     code = main(["search", "--dataset", "clutter:2000", "--timeout", "20s", "--no-mlflow",
-                 "--no-progress", "--out", str(out)])
+                 "--out", str(out)])
     wall = time.monotonic() - started
     assert code == 0
+    printed = capsys.readouterr()
+    assert "training (no search)" in printed.err  # the bar counts the epochs, not trials
+    assert "No search: the budget buys" in printed.out
     assert wall <= 20 + 10 + 10, wall  # the command's bound is 10 s; CI gets some slack
     summary = json.loads((out / "summary.json").read_text())
     ladder = summary["ladder"]
