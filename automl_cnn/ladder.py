@@ -113,6 +113,11 @@ def plan_ladder(*, train_images: int, num_classes: int, spec_epochs: int,
     """
     if search_seconds is None or not images_per_second:
         return Ladder.flat(train_images, "no time budget")
+    if train_images < eta * MIN_IMAGES_PER_CLASS * num_classes:
+        # Rung 0 could not be a third of the next: subsets this close to the whole split save
+        # little and rank worse (digits at 60 s: 98.4 % laddered, 99.5 % flat, 3 seeds).
+        return Ladder.flat(train_images, f"{train_images:,} training images: too few to "
+                           "subsample")
     affordable = search_seconds * images_per_second  # image-epochs the search phase buys
     full = train_images * spec_epochs
     if affordable >= min_full_trials * full:

@@ -66,6 +66,10 @@ def test_digits_gets_no_ladder() -> None:
     ladder = plan_ladder(train_images=1050, num_classes=10, spec_epochs=12,
                          search_seconds=42, images_per_second=10_000)
     assert ladder.is_flat and ladder.rungs[0].images == 1050
+    # Even a short search does not subsample 1,050 images: rung 0 would be half of them.
+    short = plan_ladder(train_images=1050, num_classes=10, spec_epochs=13,
+                        search_seconds=24, images_per_second=8000)
+    assert short.is_flat and "too few to subsample" in short.reason
 
 
 def test_no_budget_means_no_ladder() -> None:
