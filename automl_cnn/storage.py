@@ -36,9 +36,9 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend
+        from automl_cnn.journal import TrialSyncedJournal
 
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        return optuna.storages.JournalStorage(TrialSyncedJournal(str(path)))
     shown = without_password(url)  # every message below: never the password
     if "://" not in url:
         raise UserError(f"--storage {shown!r} is not a storage URL. Use journal:PATH, "
