@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ARMS = ("a", "b", "c", "d", "a/3")
-BASELINES = 2  # the default space's enqueued baselines
+BASELINES = 3  # the default space's enqueued baselines
 
 
 def search_cmd(arm: str, dataset: str, budget: float, seed: int, out: Path) -> list[str]:
