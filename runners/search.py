@@ -36,7 +36,8 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
-from .phases import SearchPlan, budget_summary, for_plan, plan_search, run_final_fit, search_bar
+from .phases import (SearchPlan, budget_summary, for_plan, plan_search, run_final_fit, search_bar,
+                     search_rounds)
 from .progress import poll_progress
 from .slots import run_until_target, settle_target
 from .storage_lock import storage_lock
@@ -191,13 +192,15 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
     plan = plan_search(config, space, data, device, budget)
     budget, config, target, enough = for_plan(plan, budget, config, study)
-    deadline = None if budget is None else time.time() + budget.search_left()
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
-                         deadline=deadline, ladder=plan.ladder,
-                         images_per_second=plan.images_per_second)
-    bar = search_bar(plan, config, budget, runner, enabled=progress)
-    interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop, bar,
-                                budget, tracker, target, enough)
+                         ladder=plan.ladder, images_per_second=plan.images_per_second)
+    for budget in search_rounds(plan, study, budget, data):  # then time the final fit can spare
+        runner.deadline = None if budget is None else time.time() + budget.search_left()
+        bar = search_bar(plan, config, budget, runner, enabled=progress)
+        interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop,
+                                    bar, budget, tracker, target, enough)
+        if interrupted:
+            break
     searched = time.perf_counter()
     final = None if interrupted or plan.ladder.whole else run_final_fit(
         study, config, data, device, run_dir, budget, progress=progress, tracker=tracker)
@@ -239,13 +242,11 @@ def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner
 
 
 def _settings(config: SearchConfig, data: ImageSplits, device: Device) -> dict[str, Any]:
-    return {
-        "dataset": config.dataset, "space": config.space, "sampler": config.sampler,
-        "pruner": config.pruner, "seed": config.seed, "trials": config.trials,
-        "timeout": config.timeout, "objectives": ",".join(config.objectives),
-        "device": device.torch_device, "precision": device.precision,
-        "input_shape": "x".join(map(str, data.input_shape)), "classes": data.num_classes,
-    }
+    return {"dataset": config.dataset, "space": config.space, "sampler": config.sampler,
+            "pruner": config.pruner, "seed": config.seed, "trials": config.trials,
+            "timeout": config.timeout, "objectives": ",".join(config.objectives),
+            "device": device.torch_device, "precision": device.precision,
+            "input_shape": "x".join(map(str, data.input_shape)), "classes": data.num_classes}
 
 
 def _write_run_files(config: SearchConfig, run_dir: Path) -> None:

@@ -155,3 +155,40 @@ def test_trials_without_timeout_keep_their_meaning(tmp_path: Path) -> None:
     assert final["epochs"] == final["epochs_planned"] == outcome.summary["best"]["arch"][
         "train"]["epochs"]
     assert outcome.summary["test"]["model"] == "final"
+
+
+def test_time_the_final_fit_cannot_use_goes_back_to_the_search() -> None:
+    import torch
+
+    from automl_cnn.arch import ArchSpec, ConvBlock, HeadSpec, TrainSpec
+    from automl_cnn.budget import Budget
+    from automl_cnn.data import ImageSplits
+    from automl_cnn.record import record_attrs
+    from automl_cnn.runners.phases import SearchPlan, search_rounds
+
+    def images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(n, 1, 4, 4, dtype=torch.uint8), torch.zeros(n, dtype=torch.long)
+
+    (xt, yt), (xv, yv), (xs, ys) = images(1000), images(400), images(10)
+    data = ImageSplits("blank", tuple("ab"), xt, yt, xv, yv, xs, ys)
+    spec = ArchSpec(blocks=(ConvBlock(8),), head=HeadSpec(), train=TrainSpec(epochs=10))
+    history = tuple({"epoch": e, "val_acc": 0.9, "seconds": 0.1 * (e + 1)} for e in range(10))
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs=record_attrs(TrialRecord(
+        number=0, outcome=Outcome.COMPLETE, spec=spec, history=history))))
+    now = [0.0]
+    budget = Budget.start(60, final_share=0.5, clock=lambda: now[0])
+    plan = SearchPlan(Ladder.flat(1000), 1e4, 0.0)
+    rounds = search_rounds(plan, study, budget, data)
+    assert next(rounds) is budget
+    now[0] = budget.search_end  # the planned search phase is over
+    extended = next(rounds)
+    # 0.14 s an epoch on train + validation, at most 8 x 10 epochs: ~11 s of a ~28 s share.
+    need = 80 * 0.1 * 1400 / 1000
+    assert extended.final_end == budget.final_end  # the command still ends on time
+    assert extended.search_left() == pytest.approx(budget.final_left() - 1.25 * need)
+    assert extended.final_left() - extended.search_left() == pytest.approx(1.25 * need)
+    assert list(rounds) == []  # once
+    # A budget too short to search, or a final fit that needs its whole share: one round.
+    whole = SearchPlan(Ladder.whole_budget(1000, 5, "short"), 1e4, 0.0)
+    assert list(search_rounds(whole, study, budget, data)) == [budget]
