@@ -58,7 +58,7 @@ def history(trials: int) -> list[optuna.trial.FrozenTrial]:
 def open_bench_study(url: str | None, past: list[optuna.trial.FrozenTrial]) -> Any:
     storage = make_storage(url) if url else None
     study = optuna.create_study(study_name=f"bench-{uuid.uuid4().hex[:8]}", storage=storage,
-                                sampler=make_sampler("tpe", seed=0, multi_objective=False),
+                                sampler=make_sampler("tpe", seed=0),
                                 direction="maximize")
     study.add_trials(past)
     return study, storage
@@ -100,8 +100,7 @@ def _worker(url: str, name: str, target: int, start_at: float, sleep: float) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(url)
     study = optuna.load_study(study_name=name, storage=storage,
-                              sampler=make_sampler("tpe", seed=random.randrange(2**31),
-                                                   multi_objective=False))
+                              sampler=make_sampler("tpe", seed=random.randrange(2**31)))
     time.sleep(max(0.0, start_at - time.time()))
     run_until_target(study, lambda t: objective(t, sleep), target=target, interval=60,
                      lock=lambda: storage_lock(url, storage, name=name))
