@@ -34,11 +34,10 @@ MAX_PER_GPU = 4
 GIB_PER_GPU_WORKER = 3.0
 #: A GPU already busier than this (another job) gets one worker.
 BUSY_PERCENT = 50
-#: Workers on a CPU: one process per this many cores, so 1 on a 2-core machine: a seeded
-#: one-process search is reproducible, N workers are not. Measured on the 2-core development
-#: machine while other jobs loaded it (benchmarks/bench_throughput.py, digits, 10 trials, one
-#: round): --jobs 2 (1 torch thread each) ran 4.2x the trials per hour of --jobs 1 (2 threads);
-#: not yet made the default there (README, Throughput).
+#: Workers on a CPU: one process per this many cores, so 1 on a 2-core machine, which is also
+#: the faster there: measured quiet (benchmarks/bench_throughput.py, digits, 20 trials), --jobs 2
+#: (1 torch thread each) ran 0.75x the trials per hour of --jobs 1 (2 threads). A seeded
+#: one-process search is reproducible too; N workers are not.
 CORES_PER_CPU_WORKER = 4
 STOP_REASONS = ("", "Ctrl-C", "SIGTERM")
 POLL_SECONDS = 0.25
