@@ -125,7 +125,11 @@ def for_plan(plan: SearchPlan, budget: Budget | None, config: SearchConfig,
 
 
 def _complete(study: optuna.Study) -> set[int]:
-    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    """Trials that trained to the end (to Optuna, one over a limit is complete too)."""
+    from automl_cnn.record import Outcome, outcome_of
+
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if outcome_of(t) == Outcome.COMPLETE}
 
 
 def search_bar(plan: SearchPlan, config: SearchConfig, budget: Budget | None, runner: Any,
