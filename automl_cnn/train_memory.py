@@ -26,10 +26,9 @@ from __future__ import annotations
 import torch
 
 from automl_cnn.arch import ArchSpec
+from automl_cnn.latency import BYTES_PER_FLOAT, MIB, _numel, untrained
 from automl_cnn.shapes import LayerPlan
 
-BYTES_PER_FLOAT = 4
-MIB = 1024 * 1024
 #: Optimiser state, in copies of the weights.
 OPTIMISER_STATE = {"adam": 2, "adamw": 2, "sgd": 1}
 
@@ -51,17 +50,9 @@ def _copies(spec: ArchSpec, name: str, kind: str) -> int:
     return {"linear": 2, "flatten": 0}.get(kind, 1)
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def measured_cuda_train_memory_mb(spec: ArchSpec, input_shape: tuple[int, int, int],
                                   num_classes: int, device: str, *, bf16: bool) -> float:
     """Peak CUDA memory of one training step of the untrained network on ``device``."""
-    from automl_cnn.latency import untrained
     from automl_cnn.recipes import OPTIMIZERS
 
     dev = torch.device(device)

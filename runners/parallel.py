@@ -205,10 +205,9 @@ def _worker_setup(config: SearchConfig, stop: Any,
                   climb: tuple[dict[str, Any] | None, float | None]) -> tuple[Any, Any, Any]:
     import optuna
 
-    from automl_cnn.ladder import Ladder
-
     from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
+    from automl_cnn.ladder import Ladder
     from automl_cnn.search_spaces import load_space
     from automl_cnn.tracking import make_tracker
     from automl_cnn.training import silence_lightning

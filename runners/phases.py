@@ -27,14 +27,7 @@ from automl_cnn.checkpoint import CheckpointMeta
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
-from automl_cnn.final_fit import (
-    MAX_EPOCH_FACTOR,
-    MAX_EPOCHS,
-    epoch_seconds_for,
-    fit_final,
-    plan_final_fit,
-    save_final,
-)
+from automl_cnn.final_fit import FinalPlan, epoch_seconds_for, fit_final, plan_final_fit, save_final
 from automl_cnn.ladder import MIN_SEARCH_TRAININGS, Ladder, plan_ladder, search_pays
 from automl_cnn.record import TrialRecord, records
 from automl_cnn.results import ranked_trials
@@ -100,8 +93,8 @@ def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: fl
     about a third of the cost per image), up to the final fit's cap."""
     n, n_val = len(data.y_train), len(data.y_val)
     epoch = (n + n_val / 3) / (SPEED_MARGIN * images_per_second)
-    cap = min(MAX_EPOCHS, MAX_EPOCH_FACTOR * spec_epochs)
-    epochs = max(1, min(cap, int((seconds - TRIAL_SETUP_S) // epoch)))
+    epochs = plan_final_fit(seconds=max(0.0, seconds - TRIAL_SETUP_S), epoch_seconds=epoch,
+                            spec_epochs=spec_epochs).epochs
     trainings = seconds * images_per_second / (n * spec_epochs)
     return Ladder.whole_budget(n, epochs, (
         f"the budget buys {trainings:.1f} full trainings, fewer than the "
@@ -175,15 +168,20 @@ def final_fit_need(study: optuna.Study, budget: Budget, data: ImageSplits) -> fl
     best = best_trial(study)
     if best is None or best.spec is None:
         return None
+    plan = winner_plan(best, data, budget.final_left())
+    return plan.epochs * plan.epoch_seconds if plan.epoch_seconds else None
+
+
+def winner_plan(best: TrialRecord, data: ImageSplits, seconds: float | None) -> FinalPlan:
+    """The final fit of ``best`` over train + validation in ``seconds``, its seconds per epoch
+    scaled from the trial's own history (on a ladder rung, from the rung's images)."""
+    assert best.spec is not None
     images = best.fidelity.train_images if best.fidelity is not None else None
     per_epoch = epoch_seconds_for([dict(r) for r in best.history],
                                   int(images or len(data.y_train)),
                                   len(data.y_train) + len(data.y_val))
-    if not per_epoch:
-        return None
-    plan = plan_final_fit(seconds=budget.final_left(), epoch_seconds=per_epoch,
+    return plan_final_fit(seconds=seconds, epoch_seconds=per_epoch,
                           spec_epochs=best.spec.train.epochs)
-    return plan.epochs * per_epoch
 
 
 def rung_counts(study: optuna.Study) -> list[int]:
@@ -218,12 +216,8 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
         return None
     spec = best.spec
     seconds = budget.final_left() if budget is not None else None
-    images = best.fidelity.train_images if best.fidelity is not None else None
-    per_epoch = epoch_seconds_for([dict(r) for r in best.history],
-                                  int(images or len(data.y_train)),
-                                  len(data.y_train) + len(data.y_val))
-    plan = plan_final_fit(seconds=seconds, epoch_seconds=per_epoch,
-                          spec_epochs=spec.train.epochs)
+    plan = winner_plan(best, data, seconds)
+    per_epoch = plan.epoch_seconds
     if seconds is not None and per_epoch and seconds < per_epoch:
         log.info("no time left for a final fit (%.1fs < one epoch %.1fs)", seconds, per_epoch)
         return None
@@ -273,4 +267,4 @@ class _EpochBar:
 
 __all__ = ["SearchPlan", "best_trial", "budget_summary", "final_fit_need", "for_plan",
            "plan_search", "rung_counts", "run_final_fit", "search_bar", "search_rounds",
-           "whole_budget_ladder"]
+           "whole_budget_ladder", "winner_plan"]

@@ -111,8 +111,7 @@ def target_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The SearchConfig fields of :func:`add_target_arguments`."""
     return {name: getattr(args, name) for name in (
         "max_params", "max_flops", "max_latency_ms", "max_memory_mb", "max_train_memory_mb",
-        "latency_device",
-        "latency_threads", "latency_batch")}
+        "latency_device", "latency_threads", "latency_batch")}
 
 
 def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
