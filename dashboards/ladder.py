@@ -92,12 +92,16 @@ def whole_section(record: TrialRecord) -> Section:
     fidelity = record.fidelity
     assert fidelity is not None
     section = Section("Budget: too short to search")
+    which = "training and validation" if fidelity.with_val else "training"
     section.intro = html.escape(
         f"The time budget bought fewer full trainings than a search needs, so there was no "
         f"search: trial {record.number} ({record.baseline or 'a baseline'}) trained on all "
-        f"{fidelity.train_images:,} training images for {fidelity.epochs} epochs, its schedule "
-        "stretched to fill the budget (summary.json's ladder.reason gives the numbers). Give "
-        "a longer --timeout to search.")
+        f"{fidelity.train_images:,} {which} images for {fidelity.epochs} epochs, its schedule "
+        "stretched to fill the budget "
+        "(summary.json's ladder.reason gives the numbers)"
+        + (", so its validation accuracy below is measured on images it trained on, and the "
+           "test split is the honest score" if fidelity.with_val else "")
+        + ". Give a longer --timeout to search.")
     section.items.append(Figure("whole_budget", whole_figure(record)))
     return section
 

@@ -60,16 +60,18 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
              for b in space.baselines]
     # At most 3 % of the budget (and 10 s) goes to timing the baselines, 24 steps each at most.
     each = min(10.0, 0.03 * budget.final_left()) / max(1, len(specs))
-    speeds = [measure_speed(s, data, device, steps=24, max_seconds=each)
-              for s in specs] or [0.0]
+    speeds = [measure_speed(s, data, device, steps=24, max_seconds=each) for s in specs[:1]]
     epochs = [s.train.epochs for s in specs] or [space.max_epochs]
-    ips = statistics.fmean(speeds)  # the baselines stand for a typical candidate
-    if speeds[0] and not search_pays(total_seconds=budget.final_left(),
-                                     images_per_second=speeds[0], train_images=n,
-                                     spec_epochs=epochs[0]):
+    if speeds and speeds[0] and not search_pays(total_seconds=budget.final_left(),
+                                                images_per_second=speeds[0], train_images=n,
+                                                spec_epochs=epochs[0]):
+        # Too short to search: the first baseline is all that trains, so the others' speed
+        # is not worth the budget's time.
         ladder = whole_budget_ladder(data, budget.final_left(), speeds[0], epochs[0])
         log.info("no search: %s", ladder.reason)
         return SearchPlan(ladder, speeds[0], time.perf_counter() - started)
+    speeds += [measure_speed(s, data, device, steps=24, max_seconds=each) for s in specs[1:]]
+    ips = statistics.fmean(speeds or [0.0])  # the baselines stand for a typical candidate
     ladder = plan_ladder(train_images=n, num_classes=data.num_classes,
                          spec_epochs=max(epochs), search_seconds=budget.search_left(),
                          images_per_second=ips)
@@ -89,14 +91,15 @@ SPEED_MARGIN = 0.9
 def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: float,
                         spec_epochs: int) -> Ladder:
     """The plan when the budget is too short to search: the space's first baseline trains on
-    the whole training split for the epochs that fill ``seconds`` (each epoch also validates,
-    about a third of the cost per image), up to the final fit's cap."""
+    train + validation (there is nothing to select, so no image is held out) for the epochs
+    that fill ``seconds`` (each epoch also scores the validation images, about a third of the
+    cost per image), up to the final fit's cap."""
     n, n_val = len(data.y_train), len(data.y_val)
-    epoch = (n + n_val / 3) / (SPEED_MARGIN * images_per_second)
+    epoch = (n + n_val + n_val / 3) / (SPEED_MARGIN * images_per_second)
     epochs = plan_final_fit(seconds=max(0.0, seconds - TRIAL_SETUP_S), epoch_seconds=epoch,
                             spec_epochs=spec_epochs).epochs
     trainings = seconds * images_per_second / (n * spec_epochs)
-    return Ladder.whole_budget(n, epochs, (
+    return Ladder.whole_budget(n + n_val, epochs, (
         f"the budget buys {trainings:.1f} full trainings, fewer than the "
         f"{MIN_SEARCH_TRAININGS} a search needs: the first baseline trains for all of it"))
 

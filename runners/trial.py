@@ -27,6 +27,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
+from automl_cnn.evaluation import with_val_in_train
 from automl_cnn.ladder import Ladder, Rung, promotable
 from automl_cnn.record import (
     Fidelity,
@@ -92,6 +93,8 @@ class TrialRunner:
         # Every trial trains a rung on the same class-balanced images (like with like).
         self.rung_data = {r.index: rung_data(data, r, seed=config.seed)
                           for r in self.ladder.rungs}
+        if self.ladder.whole:  # nothing to select: the one trial learns from every image
+            self.rung_data = {0: with_val_in_train(data)}
         self.target = TargetCheck(config, data.input_shape, data.num_classes, device, run_dir)
         self.on_epoch: Callable[[dict[str, float]], None] | None = None  # e.g. a progress bar
 
@@ -168,8 +171,9 @@ class TrialRunner:
         history: list[dict[str, float]] = []
         if not self.ladder.is_flat:
             data = self.rung_data[rung.index]
-            record = record.replace(fidelity=Fidelity(len(data.y_train), rung.epochs,
-                                                      rung.index, self.ladder.whole))
+            record = record.replace(fidelity=Fidelity(
+                len(data.y_train), rung.epochs, rung.index, whole=self.ladder.whole,
+                with_val=self.ladder.whole))
         fit_started = time.perf_counter()
 
         def ended(outcome: Outcome, reason: str | None) -> TrialRecord:

@@ -17,7 +17,7 @@ from automl_cnn.data import load_dataset
 from automl_cnn.device import resolve_device
 from automl_cnn.ladder import Ladder, Rung
 from automl_cnn.record import Fidelity, Outcome, TrialRecord
-from automl_cnn.results import ranked_trials, rung_of
+from automl_cnn.results import rank, ranked_trials, rung_of
 from automl_cnn.runners.search import run_search
 from automl_cnn.runners.trial import TrialRunner
 from automl_cnn.search_spaces import load_space
@@ -118,7 +118,28 @@ def test_a_budget_too_short_to_search_trains_the_first_baseline_for_all_of_it(
     assert record.baseline == load_space("default").baselines[0].name
     assert record.fidelity.epochs == ladder["rungs"][0]["epochs"] >= 1
     assert len(record.history) >= 1 and record.val_acc is not None
+    # Nothing to select, so it learned from the validation images too, and says so.
+    data = load_dataset("clutter:2000", seed=0)
+    assert record.fidelity.with_val
+    assert record.fidelity.train_images == len(data.y_train) + len(data.y_val)
+    assert summary["best"]["in_sample"] and "in-sample" in printed.out
+    meta = json.loads((Path(summary["best_model_dir"]) / "meta.json").read_text())
+    assert meta["trained_on"] == "train+val"
     assert load_best(out) is not None
+
+
+def test_an_in_sample_score_ranks_below_every_held_out_one() -> None:
+    # A study that was too short to search, resumed with a longer budget: its one trial's
+    # validation score was measured on images it trained on, so a searched trial with a lower
+    # held-out score still ranks above it.
+    def done(number: int, acc: float, fidelity: Fidelity) -> TrialRecord:
+        return TrialRecord(number=number, outcome=Outcome.COMPLETE, values=(acc,),
+                           fidelity=fidelity)
+
+    in_sample = done(0, 0.99, Fidelity(23_000, 9, 0, whole=True, with_val=True))
+    searched = [done(1, 0.80, Fidelity(2_000, 2, 0)), done(2, 0.85, Fidelity(20_000, 6, 1))]
+    assert [r.number for r in rank([in_sample, *searched])] == [2, 1, 0]
+    assert [r.number for r in rank([in_sample])] == [0]  # alone, it is still the best there is
 
 
 @pytest.mark.slow

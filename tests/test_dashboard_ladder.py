@@ -49,13 +49,16 @@ def test_a_budget_too_short_to_search_shows_its_one_trial_per_epoch(tmp_path: Pa
     history = tuple({"epoch": e, "train_loss": 2.0 - e / 10, "val_acc": 0.2 + e / 10}
                     for e in range(4))
     record = TrialRecord(number=0, outcome=Outcome.COMPLETE, history=history,
-                         baseline="airbench-style x3", fidelity=Fidelity(20_400, 4, 0, True))
+                         baseline="airbench-style x3",
+                         fidelity=Fidelity(24_000, 4, 0, whole=True, with_val=True))
     study = optuna.create_study(direction="maximize")
     study.add_trial(optuna.trial.create_trial(value=0.5, intermediate_values={0: 0.5},
                                               user_attrs=record_attrs(record)))
     assert rung_points(study.get_trials()) == []  # not a ladder
     [section] = ladder_section(study, tmp_path)
     assert section.title == "Budget: too short to search"
-    assert "airbench-style x3" in section.intro and "20,400" in section.intro
+    assert "airbench-style x3" in section.intro and "24,000" in section.intro
+    assert "training and validation images" in section.intro  # so its score is in-sample
+    assert "measured on images it trained on" in section.intro
     [figure] = section.items
     assert list(figure.figure.data[0].y) == pytest.approx([0.2, 0.3, 0.4, 0.5])
