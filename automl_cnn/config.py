@@ -104,8 +104,13 @@ class SearchConfig:
 
     @property
     def fits_final(self) -> bool:
-        """Whether the search ends with a final fit (by default, when it has a time budget)."""
-        return self.final_fit if self.final_fit is not None else self.timeout is not None
+        """Whether the search ends with a final fit of its winner on train + validation: by
+        default yes, unless several objectives and no time budget leave no single winner. On
+        the 100-trial digits search the final model scored 98.6-99.4 % test on seeds 0-2,
+        where the winner's own weights scored 98.1-99.2 % (README, benchmarks)."""
+        if self.final_fit is not None:
+            return self.final_fit
+        return self.timeout is not None or not self.multi_objective
 
     @property
     def multi_objective(self) -> bool:

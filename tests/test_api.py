@@ -40,7 +40,9 @@ class BestOutputs(Tracker):
 def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BestOutputs]:
     out = tmp_path_factory.mktemp("api") / "run"
     tracker = BestOutputs()
-    config = SearchConfig(trials=8, space="tiny", out=str(out), mlflow=False, keep=1, seed=0)
+    # The search's own weights (those the tracker saw); load_best of a final fit: test_budget_*.
+    config = SearchConfig(trials=8, space="tiny", out=str(out), mlflow=False, keep=1, seed=0,
+                          final_fit=False)
     run_search(config, progress=False, tracker=tracker)
     return out, tracker
 

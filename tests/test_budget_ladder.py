@@ -189,10 +189,15 @@ def test_a_slow_start_grows_the_reserve() -> None:
     assert budget.after_startup().reserve == pytest.approx(30.0)  # at most a quarter
 
 
-def test_a_final_fit_by_default_only_under_a_budget() -> None:
+def test_a_final_fit_by_default_unless_a_pareto_search_has_no_budget() -> None:
     from automl_cnn.config import SearchConfig
 
-    assert not SearchConfig(trials=100).fits_final
+    assert SearchConfig(trials=100).fits_final
     assert SearchConfig(trials=None, timeout=60).fits_final
-    assert SearchConfig(trials=100, final_fit=True).fits_final
     assert not SearchConfig(timeout=60, final_fit=False).fits_final
+    assert not SearchConfig(trials=100, final_fit=False).fits_final
+    # Several objectives leave no single winner to refit, unless a budget or the flag asks.
+    pareto = ("val_acc", "params")
+    assert not SearchConfig(trials=100, objectives=pareto).fits_final
+    assert SearchConfig(trials=100, objectives=pareto, final_fit=True).fits_final
+    assert SearchConfig(timeout=60, objectives=pareto).fits_final

@@ -163,19 +163,22 @@ def _journal(out: Path) -> optuna.storages.JournalStorage:
 
 
 def test_trials_without_timeout_keep_their_meaning(tmp_path: Path) -> None:
-    outcome = run_search(SearchConfig(trials=3, space="tiny", mlflow=False,
+    outcome = run_search(SearchConfig(trials=3, space="tiny", mlflow=False, final_fit=False,
                                       out=str(tmp_path / "run")), progress=False)
     summary = outcome.summary
     assert summary["trials"] == 3 and summary["ladder"]["rungs"][0]["epochs"] is None
     assert summary["rungs"] == [] and summary["final"] is None
     assert summary["test"]["model"] == "search"
-    # Asked for, the final fit trains the winner for its own epochs on train + validation.
-    outcome = run_search(SearchConfig(trials=2, space="tiny", mlflow=False, final_fit=True,
+    # By default the final fit trains the winner for its own epochs on train + validation.
+    outcome = run_search(SearchConfig(trials=2, space="tiny", mlflow=False,
                                       out=str(tmp_path / "fit")), progress=False)
     final = outcome.summary["final"]
     assert final["epochs"] == final["epochs_planned"] == outcome.summary["best"]["arch"][
         "train"]["epochs"]
+    assert final["train_images"] == sum(load_dataset("digits", seed=0).sizes()[k]
+                                        for k in ("train", "val"))
     assert outcome.summary["test"]["model"] == "final"
+    assert outcome.summary["search_test"]["model"] == "search"  # its own weights, kept beside
 
 
 def test_time_the_final_fit_cannot_use_goes_back_to_the_search() -> None:

@@ -29,7 +29,7 @@ def test_a_first_search_in_a_fresh_folder_keeps_mlflow_quiet_and_names_its_data(
     experiment = client.get_experiment_by_name("digits-tiny")
     assert experiment.tags[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 2  # the study's parent run and trial-000
+    assert len(runs) == 3  # the study's parent run, trial-000 and the winner's final fit
     for run in runs:
         (given,) = run.inputs.dataset_inputs
         assert given.dataset.name == "digits" and given.dataset.digest

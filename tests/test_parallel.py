@@ -55,7 +55,7 @@ def test_two_workers_run_exactly_the_trials_asked_for(tmp_path: Path,
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert captured.out.count("Study digits-tiny:") == 1  # one summary, from the parent
-    assert "Test accuracy of the best model" in captured.out
+    assert "Test accuracy of the final model" in captured.out  # the winner, refit once
     assert "GPU available" not in captured.err + captured.out  # no Lightning banners
     study = load(out, "digits-tiny")
     numbers = [t.number for t in study.trials]
@@ -72,7 +72,9 @@ def test_two_workers_run_exactly_the_trials_asked_for(tmp_path: Path,
     assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
     parents = [r for r in runs if r.data.tags.get("automl_cnn.role") == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    trial_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    trial_runs = [r for r in children if r.data.tags.get("automl_cnn.role") == "trial"]
+    assert len(children) == len(trial_runs) + 1  # and the winner's final fit
     assert len(trial_runs) == 5
 
 

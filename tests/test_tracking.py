@@ -94,15 +94,19 @@ def test_search_on_a_tracking_server(mlflow_server: Server, tmp_path: Path, trac
     client = MlflowClient(mlflow_server.url)
     children = check_tracked(client, outcome.study, experiment="served", tmp_path=tmp_path)
 
-    # The registry's champion is the best trial's network, as kept on disk.
+    # The registry's champion is the final model: the best trial's network fitted on train +
+    # validation after the search, as kept on disk in RUN_DIR/final.
     best = ranked_trials(outcome.study)[0]
     champion = client.get_model_version_by_alias("served", "champion")
-    assert champion.run_id == children[best.number].info.run_id
+    final_run = client.get_run(champion.run_id)
+    assert champion.run_id not in {c.info.run_id for c in children.values()}
+    assert final_run.data.tags["automl_cnn.role"] == "final"
+    assert final_run.data.tags["automl_cnn.trial"] == str(best.number)
     versions = client.search_model_versions("name = 'served'")
     assert int(champion.version) == max(int(v.version) for v in versions)
     tracking_env(mlflow_server.url)
     loaded = mlflow.pytorch.load_model("models:/served@champion")
-    kept, _, _ = load_checkpoint(RunDir(outcome.run_dir).trial_folder(best.number))
+    kept, _, _ = load_checkpoint(RunDir(outcome.run_dir).final)
     x = load_dataset("digits", seed=0).x_val[:64].float().div(255.0)
     with torch.no_grad():
         assert torch.allclose(loaded(x), kept(x), atol=1e-5)
@@ -162,9 +166,11 @@ def test_ctrl_c_leaves_no_running_run_and_a_second_process_reuses_the_parent(
     runs = runs_of(client, "digits-tiny")
     parents = [r for r in runs if r.data.tags["automl_cnn.role"] == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    new = [r for r in runs if r.info.run_id not in before]
-    assert len(new) == 1 and new[0].data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-    assert new[0].data.tags["automl_cnn.trial"] == str(resumed.study.trials[-1].number)
+    new = [r for r in runs if r.info.run_id not in before]  # one trial, then the final fit
+    assert sorted(r.data.tags["automl_cnn.role"] for r in new) == ["final", "trial"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in new)
+    (trial,) = [r for r in new if r.data.tags["automl_cnn.role"] == "trial"]
+    assert trial.data.tags["automl_cnn.trial"] == str(resumed.study.trials[-1].number)
 
 
 # -- small pieces ----------------------------------------------------------------------------

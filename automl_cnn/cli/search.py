@@ -122,8 +122,9 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--final-share", type=float, default=0.5, metavar="F",
                         help="share of --timeout for the final fit of the winner on train+val")
     budget.add_argument("--final-fit", dest="final_fit", action="store_true", default=None,
-                        help="retrain the winner on train+val after the search (default with "
-                             "--timeout; without it, for the winner's own epochs)")
+                        help="retrain the winner on train+val after the search (the default, "
+                             "but for several objectives without --timeout; without --timeout "
+                             "for the winner's own epochs)")
     budget.add_argument("--no-final-fit", dest="final_fit", action="store_false",
                         help="keep the search's own weights of the winner")
     budget.add_argument("--ladder", default="auto", choices=("auto", "off"),

@@ -219,6 +219,8 @@ class MlflowTracker(Tracker):
                 "mlflow.parentRunId": self.parent_id, STUDY: self.study, ROLE: "final",
                 TRIAL: str(number), STATE: "complete"})
             run_id = run.info.run_id
+            if self.dataset is not None:  # like every trial's run, it names its data
+                log_dataset(self.client, run_id, self.dataset)
             now = now_ms()
             self.client.log_batch(run_id, metrics=[
                 Metric("train_loss", float(r["train_loss"]), now, int(r["epoch"]))
