@@ -139,7 +139,7 @@ def test_a_budget_too_short_to_search_fills_itself_with_epochs() -> None:
     epoch = (23_000 + 3_000 / 3) / (0.9 * 2000)
     ladder = whole_budget_ladder(data, TRIAL_SETUP_S + 8.9 * epoch, 2000, spec_epochs=12)
     assert ladder.whole and ladder.rungs[0].images == 23_000 and ladder.rungs[0].epochs == 8
-    assert "fewer than the 6" in ladder.reason
+    assert f"fewer than the {MIN_SEARCH_TRAININGS}" in ladder.reason
     assert whole_budget_ladder(data, TRIAL_SETUP_S + 9.1 * epoch, 2000, 12).rungs[0].epochs == 9
     # Capped like a final fit, and never below one epoch.
     assert whole_budget_ladder(data, 1e6, 2000, 12).rungs[0].epochs == 96
