@@ -90,6 +90,11 @@ class TrialRecord:
         return float(self.history[-1]["val_acc"]) if self.history else None
 
     @property
+    def in_sample(self) -> bool:
+        """Whether it trained on the validation images too (see :class:`Fidelity`)."""
+        return self.fidelity is not None and self.fidelity.with_val
+
+    @property
     def val_loss(self) -> float | None:
         return float(self.history[-1]["val_loss"]) if self.history and \
             "val_loss" in self.history[-1] else None

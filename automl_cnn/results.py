@@ -77,9 +77,9 @@ def rank_key(val_acc: float, val_loss: float | None, number: int, rung: int = 0)
 def rung_of(record: TrialRecord) -> int:
     """The ladder rung ``record``'s score was earned at (0 outside a ladder; -1 for an
     in-sample score, which ranks below every held-out one)."""
-    fidelity = record.fidelity
-    if fidelity is not None and fidelity.with_val:
+    if record.in_sample:
         return -1
+    fidelity = record.fidelity
     return int(fidelity.rung or 0) if fidelity is not None else 0
 
 
@@ -168,7 +168,7 @@ def best_summary(best: TrialRecord) -> dict[str, Any]:
         "values": list(best.values or ([best.val_acc] if best.val_acc is not None else [])),
         "rung": max(0, rung_of(best)),
         # Trained on the validation images too (a budget too short to search): not held out.
-        "in_sample": bool(best.fidelity is not None and best.fidelity.with_val),
+        "in_sample": best.in_sample,
         "hyperparameters": dict(best.hyperparameters),
         "arch": best.spec.to_dict() if best.spec else None,
         "layer_plan": [dict(r) for r in plan.layer_plan] if plan else None,

@@ -35,7 +35,7 @@ def keep_if_good(study: optuna.Study, record: TrialRecord, model: torch.nn.Modul
         data, study_name=study.study_name, trial=record.number, value=record.val_acc,
         val_loss=record.val_loss, values=record.values, objectives=config.objectives,
         rung=rung_of(record) if record.fidelity is not None else None,
-        trained_on="train+val" if record.fidelity and record.fidelity.with_val else "train",
+        trained_on="train+val" if record.in_sample else "train",
         latency_ms=plan.latency_ms if plan else None,
         latency_device=plan.latency_device if plan else None)
     rundir = RunDir(run_dir)

@@ -60,7 +60,11 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
              for b in space.baselines]
     # At most 3 % of the budget (and 10 s) goes to timing the baselines, 24 steps each at most.
     each = min(10.0, 0.03 * budget.final_left()) / max(1, len(specs))
-    speeds = [measure_speed(s, data, device, steps=24, max_seconds=each) for s in specs[:1]]
+
+    def timed(some: list[Any]) -> list[float]:
+        return [measure_speed(s, data, device, steps=24, max_seconds=each) for s in some]
+
+    speeds = timed(specs[:1])
     epochs = [s.train.epochs for s in specs] or [space.max_epochs]
     if speeds and speeds[0] and not search_pays(total_seconds=budget.final_left(),
                                                 images_per_second=speeds[0], train_images=n,
@@ -70,7 +74,7 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
         ladder = whole_budget_ladder(data, budget.final_left(), speeds[0], epochs[0])
         log.info("no search: %s", ladder.reason)
         return SearchPlan(ladder, speeds[0], time.perf_counter() - started)
-    speeds += [measure_speed(s, data, device, steps=24, max_seconds=each) for s in specs[1:]]
+    speeds += timed(specs[1:])
     ips = statistics.fmean(speeds or [0.0])  # the baselines stand for a typical candidate
     ladder = plan_ladder(train_images=n, num_classes=data.num_classes,
                          spec_epochs=max(epochs), search_seconds=budget.search_left(),

@@ -91,10 +91,9 @@ class TrialRunner:
         self.deadline, self.images_per_second = deadline, images_per_second
         self.ladder = ladder or Ladder.flat(len(data.y_train))
         # Every trial trains a rung on the same class-balanced images (like with like).
-        self.rung_data = {r.index: rung_data(data, r, seed=config.seed)
-                          for r in self.ladder.rungs}
-        if self.ladder.whole:  # nothing to select: the one trial learns from every image
-            self.rung_data = {0: with_val_in_train(data)}
+        # Too short to search, nothing to select: the one trial learns from every image.
+        self.rung_data = {0: with_val_in_train(data)} if self.ladder.whole else {
+            r.index: rung_data(data, r, seed=config.seed) for r in self.ladder.rungs}
         self.target = TargetCheck(config, data.input_shape, data.num_classes, device, run_dir)
         self.on_epoch: Callable[[dict[str, float]], None] | None = None  # e.g. a progress bar
 

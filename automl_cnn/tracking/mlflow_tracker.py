@@ -104,6 +104,11 @@ class MlflowTracker(Tracker):
             log_dataset(self.client, self.parent_id, self.dataset)
             atexit.register(self._at_exit)
 
+    def _name_data(self, run_id: str) -> None:
+        """Name the searched data in the runs table's Dataset column."""
+        if self.dataset is not None:
+            log_dataset(self.client, run_id, self.dataset)
+
     def start_trial(self, number: int, params: dict[str, Any]) -> None:
         if self._off():
             return
@@ -113,8 +118,7 @@ class MlflowTracker(Tracker):
             run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:03d}",
                                          tags=tags)
             self.runs[number] = run.info.run_id
-            if self.dataset is not None:  # names the data in the runs table's Dataset column
-                log_dataset(self.client, run.info.run_id, self.dataset)
+            self._name_data(run.info.run_id)
             self._sent_at[number] = time.monotonic()
             self._pending[number] = [Param(k, clip(v, MAX_PARAM_VAL_LENGTH))
                                      for k, v in params.items()]
@@ -219,8 +223,7 @@ class MlflowTracker(Tracker):
                 "mlflow.parentRunId": self.parent_id, STUDY: self.study, ROLE: "final",
                 TRIAL: str(number), STATE: "complete"})
             run_id = run.info.run_id
-            if self.dataset is not None:  # like every trial's run, it names its data
-                log_dataset(self.client, run_id, self.dataset)
+            self._name_data(run_id)  # like every trial's run
             now = now_ms()
             self.client.log_batch(run_id, metrics=[
                 Metric("train_loss", float(r["train_loss"]), now, int(r["epoch"]))
