@@ -103,8 +103,17 @@ def test_journal_workers_survive_a_kill_and_refuse_a_mismatch(tmp_path: Path) ->
     run = tmp_path / "run"
     url = f"journal:{run / 'study.journal'}"
     logs = [tmp_path / f"w{i}.log" for i in range(4)]
-    procs = [worker(["--out", str(run), "--no-mlflow"], log) for log in logs]
-    lost = kill_mid_trial(procs[0], url)
+    procs = [worker(["--out", str(run), "--no-mlflow"], logs[0])]
+
+    def start_the_others(_: int) -> bool:
+        # Started together, the victim could draw only infeasible trials (no training, nothing
+        # to catch it in) and finish first. Started alone it takes trial 0, the space's first
+        # baseline, which trains; the other three start while it holds it, then it is killed.
+        if len(procs) == 1:
+            procs.extend(worker(["--out", str(run), "--no-mlflow"], log) for log in logs[1:])
+        return True
+
+    lost = kill_mid_trial(procs[0], url, ready=start_the_others)
     # Another space file (same ranges, other bytes) and image size: refused, naming both.
     space = tmp_path / "tiny.yaml"
     space.write_text((Path(__file__).parents[1] / "search_spaces" / "tiny.yaml").read_text()
