@@ -43,7 +43,7 @@ from .slots import run_until_target, settle_target
 from .storage_lock import storage_lock
 from .study import open_study, search_storage
 from .target import fitted_baselines, latency_target
-from .signals import SearchInterrupted, StopFlag, TrialFailed, stop_on_signals
+from .signals import SearchInterrupted, StopFlag, TrialFailed, stop_on_signals, stopping
 from .trial import TrialRunner
 
 log = logging.getLogger(__name__)
@@ -206,9 +206,10 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
         study, config, data, device, run_dir, budget, progress=progress, tracker=tracker)
     phases = {"search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
-    summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - began,
-                     interrupted=interrupted, final=final, plan=plan, phases=phases)
-    tracker.end_search(status="KILLED" if interrupted else "FINISHED", summary=summary)
+    with stopping(interrupted):  # a second Ctrl-C must not cost the summary
+        summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - began,
+                         interrupted=interrupted, final=final, plan=plan, phases=phases)
+        tracker.end_search(status="KILLED" if interrupted else "FINISHED", summary=summary)
     return SearchOutcome(study, summary, run_dir, interrupted)
 
 

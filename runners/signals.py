@@ -82,5 +82,20 @@ def stop_on_signals(stop: StopFlag) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+@contextmanager
+def stopping(interrupted: bool) -> Iterator[None]:
+    """Once the search was interrupted, a further Ctrl-C while the summary is written (the
+    test of the kept model, the report: a second or two) is ignored: the command is already
+    stopping, and what it records is what the user needs to resume."""
+    if not interrupted or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 __all__ = ["QuietInterruptions", "SearchInterrupted", "StopFlag", "TrialFailed",
-           "quiet_interruptions", "stop_on_signals"]
+           "quiet_interruptions", "stop_on_signals", "stopping"]
