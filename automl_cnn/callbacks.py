@@ -6,7 +6,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as L
@@ -64,3 +68,22 @@ class Deadline(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *_: Any) -> None:
         if time.perf_counter() >= self._ends:
             self.reached = trainer.should_stop = True
+
+
+@contextmanager
+def lightning_interrupt_as_keyboard_interrupt() -> Iterator[None]:
+    """Lightning answers a KeyboardInterrupt raised inside ``fit`` (a second Ctrl-C) by
+    ignoring SIGINT from then on and calling ``sys.exit(1)``, which would leave the trial
+    RUNNING and skip the summary. Give callers their KeyboardInterrupt back, with SIGINT's
+    handler as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit as exc:
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            raise  # not Lightning's Ctrl-C exit
+        signal.signal(signal.SIGINT, handler)  # Lightning may have left it ignored
+        raise KeyboardInterrupt from exc

@@ -4,8 +4,10 @@ the budget kept for it.
 The search chose the architecture and its recipe on the validation split; once chosen, the
 validation images are just more training data, and the winner deserves a longer schedule than
 any one search trial could be given. The epochs are sized to fill the final share of the budget
-(``seconds / measured seconds per epoch``, capped) and the learning-rate schedule spans exactly
-those epochs; a deadline guard stops it if the machine is slower than measured. Without a time
+(``seconds / measured seconds per epoch``, capped) for the progress bar, but the
+learning-rate schedule runs by the clock: it anneals over the seconds given (or the capped
+epochs, if those end first), so the fit ends annealed at its deadline whether the machine runs
+faster or slower than measured. Without a time
 budget (``--trials N``), the winner is retrained for its own epoch count on train + validation:
 a near-tie on a small validation split is then settled by more data rather than by chance.
 
@@ -60,9 +62,13 @@ def plan_final_fit(*, seconds: float | None, epoch_seconds: float | None,
     measured speed, the spec's own epochs."""
     if seconds is None or not epoch_seconds:
         return FinalPlan(spec_epochs, epoch_seconds, seconds)
-    cap = min(MAX_EPOCHS, MAX_EPOCH_FACTOR * spec_epochs)
     fits = math.floor(seconds / epoch_seconds)
-    return FinalPlan(max(1, min(cap, fits)), epoch_seconds, seconds)
+    return FinalPlan(max(1, min(epoch_cap(spec_epochs), fits)), epoch_seconds, seconds)
+
+
+def epoch_cap(spec_epochs: int) -> int:
+    """The most epochs a budgeted fit of a spec with ``spec_epochs`` epochs trains."""
+    return max(1, min(MAX_EPOCHS, MAX_EPOCH_FACTOR * spec_epochs))
 
 
 def epoch_seconds_for(history: list[dict[str, float]], images_trained: int,
@@ -77,14 +83,19 @@ def epoch_seconds_for(history: list[dict[str, float]], images_trained: int,
 
 def fit_final(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
               plan: FinalPlan, max_seconds: float | None,
-              on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
-    """Train ``spec`` on train + validation for ``plan.epochs`` (no validation, no pruning),
-    stopping after ``max_seconds`` at the latest."""
+              on_epoch: Callable[[dict[str, float]], None] | None = None,
+              clocked: bool = True) -> FitResult:
+    """Train ``spec`` on train + validation (no validation, no pruning). With
+    ``max_seconds`` and ``clocked``, for those seconds with the schedule run by the clock (at
+    most :func:`epoch_cap` epochs); otherwise for ``plan.epochs``, stopping after
+    ``max_seconds`` at the latest."""
     from automl_cnn.training import EpochEnd, fit_spec
 
     callbacks = [EpochEnd(on_epoch)] if on_epoch else []
-    return fit_spec(spec, data, device, seed=seed, epochs=plan.epochs, train_split="train+val",
-                    val_split=None, callbacks=callbacks, max_seconds=max_seconds)
+    clocked = clocked and max_seconds is not None and plan.seconds is not None
+    return fit_spec(spec, data, device, seed=seed, train_split="train+val", val_split=None,
+                    epochs=epoch_cap(spec.train.epochs) if clocked else plan.epochs,
+                    callbacks=callbacks, max_seconds=max_seconds, clocked=clocked)
 
 
 def save_final(run_dir: Path, fit: FitResult, spec: ArchSpec, meta: CheckpointMeta,
@@ -108,5 +119,5 @@ def read_final_history(run_dir: Path) -> list[dict[str, float]]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-__all__ = ["FinalPlan", "epoch_seconds_for", "fit_final", "plan_final_fit",
+__all__ = ["FinalPlan", "epoch_cap", "epoch_seconds_for", "fit_final", "plan_final_fit",
            "read_final_history", "save_final"]

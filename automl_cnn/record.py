@@ -87,7 +87,7 @@ class TrialRecord:
         """Final (complete) or last reported validation accuracy; None before the first epoch."""
         if self.outcome == Outcome.COMPLETE and self.values:
             return float(self.values[0])
-        return float(self.history[-1]["val_acc"]) if self.history else None
+        return next((float(r["val_acc"]) for r in reversed(self.history) if "val_acc" in r), None)
 
     @property
     def in_sample(self) -> bool:
@@ -96,8 +96,8 @@ class TrialRecord:
 
     @property
     def val_loss(self) -> float | None:
-        return float(self.history[-1]["val_loss"]) if self.history and \
-            "val_loss" in self.history[-1] else None
+        last = self.history[-1] if self.history else {}
+        return float(last["val_loss"]) if "val_loss" in last else None
 
     @property
     def epochs_trained(self) -> int:

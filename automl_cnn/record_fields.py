@@ -42,7 +42,7 @@ class PlanSummary:
 @dataclass(frozen=True)
 class Fidelity:
     """What a trial trained on under a time budget: a rung of a fidelity ladder, or (``whole``)
-    the one trial of a budget too short to search, its epochs stretched to fill it.
+    the one trial of a budget too short to search (``epochs``: what it trained by the deadline).
     ``with_val``: it trained on the validation images too (a budget too short to search has
     nothing to select), so its validation score is in-sample and ranks below any held-out one."""
 

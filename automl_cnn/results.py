@@ -169,6 +169,7 @@ def best_summary(best: TrialRecord) -> dict[str, Any]:
         "rung": max(0, rung_of(best)),
         # Trained on the validation images too (a budget too short to search): not held out.
         "in_sample": best.in_sample,
+        "epochs_trained": best.epochs_trained,
         "hyperparameters": dict(best.hyperparameters),
         "arch": best.spec.to_dict() if best.spec else None,
         "layer_plan": [dict(r) for r in plan.layer_plan] if plan else None,

@@ -8,12 +8,9 @@ sanity checks, so hundreds of trials leave a clean terminal and an empty disk.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl_cnn.arch import ArchSpec, TrainSpec
-from automl_cnn.callbacks import Deadline, EpochEnd, StopCheck
+from automl_cnn.callbacks import (Deadline, EpochEnd, StopCheck,
+                                  lightning_interrupt_as_keyboard_interrupt)
 from automl_cnn.device import Device
 from automl_cnn.evaluation import evaluate, evaluate_checkpoint, with_val_in_train
 from automl_cnn.recipes import optimizer_for, schedule_for
@@ -82,14 +80,17 @@ class CNNModule(L.LightningModule):
     ``{"epoch", "train_loss", "val_loss", "val_acc", "seconds"}``, and ``val_acc``/``val_loss``
     are logged for callbacks (the pruner reads ``val_acc``). With ``validating=False`` the row
     ``{"epoch", "train_loss", "seconds"}`` is added at the end of each training epoch instead.
+    With ``clock`` seconds the schedule runs by the clock (see :meth:`_step_schedule`).
     """
 
     def __init__(self, model: nn.Module, train: TrainSpec, *, steps_per_epoch: int,
-                 validating: bool = True) -> None:
+                 validating: bool = True, clock: float | None = None) -> None:
         super().__init__()
         self.model = model
         self.train_spec = train
         self.steps_per_epoch = steps_per_epoch
+        self.total_steps = max(train.epochs * steps_per_epoch, 1)
+        self.clock, self._clock_t0, self._steps_done = clock, time.perf_counter(), 0
         self.validating = validating  # False: a row per training epoch, without val_* keys
         self.history: list[dict[str, float]] = []
         self.automatic_optimization = False  # see training_step
@@ -106,6 +107,9 @@ class CNNModule(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def on_train_start(self) -> None:
+        self._clock_t0 = time.perf_counter()  # the moment Deadline starts counting too
 
     def on_train_epoch_start(self) -> None:
         self._train_loss = torch.zeros((), device=self.device)
@@ -126,12 +130,24 @@ class CNNModule(L.LightningModule):
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt.step()
+            self._steps_done += 1
             if sched is not None:
-                sched.step()
+                self._step_schedule(sched)
             self._train_loss += loss.detach().float()
             self._train_steps += 1
         if not self.validating and self.trainer.is_last_batch:
             self._add_train_row()  # here, not in on_train_epoch_end, which callbacks see first
+
+    def _step_schedule(self, sched: Any) -> None:
+        """One schedule step per batch; clocked, as far as the larger of the time share and
+        the step share, so the schedule ends annealed at the deadline or at the last epoch,
+        whichever comes first (stepped to its last step, never past it)."""
+        due = self._steps_done
+        if self.clock:
+            share = (time.perf_counter() - self._clock_t0) / self.clock
+            due = max(due, int(share * self.total_steps))
+        while sched.last_epoch < min(due, self.total_steps):
+            sched.step()
 
     def on_train_epoch_end(self) -> None:
         if not self.validating:
@@ -176,7 +192,7 @@ class CNNModule(L.LightningModule):
         t = self.train_spec
         opt = optimizer_for(t.optimizer)(self.model.parameters(), t)
         # The schedule spans exactly the epochs this fit trains (fit_spec sets t.epochs).
-        sched = schedule_for(t.schedule)(opt, t, max(t.epochs * self.steps_per_epoch, 1))
+        sched = schedule_for(t.schedule)(opt, t, self.total_steps)
         if sched is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -216,14 +232,17 @@ class FitResult:
 def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
              epochs: int | None = None, train_split: str = "train",
              val_split: str | None = "val", callbacks: Sequence[L.Callback] = (),
-             max_seconds: float | None = None) -> FitResult:
+             max_seconds: float | None = None, clocked: bool = False) -> FitResult:
     """Build ``spec``'s network and train it with its recipe on ``data`` (already on ``device``
     for speed); every place that trains a spec calls this.
 
     ``epochs`` overrides ``spec.train.epochs`` (the LR schedule spans the epochs trained; a fit
     that ``max_seconds`` cuts short stops part-way through it);
     ``train_split`` is ``"train"`` or ``"train+val"``; ``val_split=None`` trains without
-    validation. ``callbacks`` follow ours (pruning, loggers, stop checks); an exception one of
+    validation. ``clocked``: the fit is meant to end at ``max_seconds`` (a budgeted fit) and
+    its LR schedule runs by the clock over those seconds (``epochs`` is then an upper bound),
+    so it ends annealed whatever the machine's speed; that end is not a stop
+    (``stopped_reason`` None). ``callbacks`` follow ours (pruning, loggers, stop checks); an exception one of
     them raises propagates, after :class:`EpochEnd` callbacks got each finished epoch's row.
 
     Example:
@@ -244,7 +263,8 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     train = make_batches(data, train_split, batch_size=t.batch_size, shuffle=True, seed=seed,
                          crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
     val = None if val_split is None else make_batches(data, val_split, batch_size=1024)
-    module = CNNModule(model, t, steps_per_epoch=len(train), validating=val is not None)
+    module = CNNModule(model, t, steps_per_epoch=len(train), validating=val is not None,
+                       clock=max_seconds if clocked else None)
     ours: list[L.Callback] = [] if max_seconds is None else [Deadline(max_seconds)]
     trainer = make_trainer(max_epochs=t.epochs, device=device, callbacks=ours + list(callbacks))
     started = time.perf_counter()
@@ -253,31 +273,12 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
         trainer.fit(module, Chunks(train), val)  # no validation split: on purpose
     seconds = time.perf_counter() - started
     if ours and ours[0].reached:  # type: ignore[attr-defined]
-        stopped: str | None = "max_seconds"
+        stopped: str | None = None if clocked else "max_seconds"
     else:
         stopped = "callback" if trainer.current_epoch < t.epochs else None
     # Lightning's teardown hands the module back on the CPU; callers test it where it trained.
     model = module.model.to(device.torch_device).eval()
     return FitResult(model, module.history, seconds, stopped)
-
-
-@contextmanager
-def lightning_interrupt_as_keyboard_interrupt() -> Iterator[None]:
-    """Lightning answers a KeyboardInterrupt raised inside ``fit`` (a second Ctrl-C) by
-    ignoring SIGINT from then on and calling ``sys.exit(1)``, which would leave the trial
-    RUNNING and skip the summary. Give callers their KeyboardInterrupt back, with SIGINT's
-    handler as it was."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        yield
-    except SystemExit as exc:
-        if not isinstance(exc.__context__, KeyboardInterrupt):
-            raise  # not Lightning's Ctrl-C exit
-        signal.signal(signal.SIGINT, handler)  # Lightning may have left it ignored
-        raise KeyboardInterrupt from exc
 
 
 __all__ = ["STEPS_PER_CALL", "CNNModule", "Chunks", "EpochEnd", "FitResult", "StopCheck",

@@ -61,11 +61,12 @@ def ladder_figure(points: list[RungPoint]) -> go.Figure:
     return fig
 
 
-def final_figure(rows: list[dict[str, float]]) -> go.Figure:
+def final_figure(rows: list[dict[str, float]],
+                 title: str = "Final fit on train + validation") -> go.Figure:
     fig = go.Figure(go.Scatter(x=[int(r["epoch"]) + 1 for r in rows],
                                y=[r["train_loss"] for r in rows], mode="lines+markers",
                                name="train loss"))
-    fig.update_layout(title="Final fit on train + validation: training loss per epoch",
+    fig.update_layout(title=f"{title}: training loss per epoch",
                       xaxis={"title": "epoch"}, yaxis={"title": "train loss"},
                       template="plotly_white", height=360)
     return fig
@@ -78,14 +79,8 @@ def whole_budget_trial(trials: list[optuna.trial.FrozenTrial]) -> TrialRecord | 
 
 
 def whole_figure(record: TrialRecord) -> go.Figure:
-    rows = [r for r in record.history if "val_acc" in r]
-    fig = go.Figure(go.Scatter(x=[int(r["epoch"]) + 1 for r in rows],
-                               y=[r["val_acc"] for r in rows], mode="lines+markers",
-                               name="val_acc"))
-    fig.update_layout(title=f"Trial {record.number}, trained for the whole budget: validation "
-                            "accuracy per epoch", xaxis={"title": "epoch"},
-                      yaxis={"title": "val_acc"}, template="plotly_white", height=360)
-    return fig
+    return final_figure([dict(r) for r in record.history if "train_loss" in r],
+                        f"Trial {record.number}, trained for the whole budget")
 
 
 def whole_section(record: TrialRecord) -> Section:
@@ -96,11 +91,11 @@ def whole_section(record: TrialRecord) -> Section:
     section.intro = html.escape(
         f"The time budget bought fewer full trainings than a search needs, so there was no "
         f"search: trial {record.number} ({record.baseline or 'a baseline'}) trained on all "
-        f"{fidelity.train_images:,} {which} images for {fidelity.epochs} epochs, its schedule "
-        "stretched to fill the budget "
+        f"{fidelity.train_images:,} {which} images for {record.epochs_trained} epochs, its "
+        "learning-rate schedule run by the clock so that it ended annealed at the deadline "
         "(summary.json's ladder.reason gives the numbers)"
-        + (", so its validation accuracy below is measured on images it trained on, and the "
-           "test split is the honest score" if fidelity.with_val else "")
+        + (f". Its validation accuracy ({record.val_acc or 0:.4f}) is measured on images it "
+           "trained on; the test split is the honest score" if fidelity.with_val else "")
         + ". Give a longer --timeout to search.")
     section.items.append(Figure("whole_budget", whole_figure(record)))
     return section

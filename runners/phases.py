@@ -85,22 +85,19 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
 
 #: A trial's Trainer, first batch and checkpoint cost about this much beyond its epochs (CPU).
 TRIAL_SETUP_S = 3.0
-#: Epochs are planned at this share of the measured speed: a few timed steps read 15 % fast or
-#: slow (clutter's airbench baseline: 1,772 and 2,051 images/s timed, ~1,780 trained). A trial
-#: that overruns is stopped at the deadline before its schedule anneals, which cost 5 points
-#: (0.538 after 8 of 10 planned epochs, then 0.491 cut part-way through the 9th).
-SPEED_MARGIN = 0.9
 
 
 def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: float,
                         spec_epochs: int) -> Ladder:
     """The plan when the budget is too short to search: the space's first baseline trains on
-    train + validation (there is nothing to select, so no image is held out) for the epochs
-    that fill ``seconds`` (each epoch also scores the validation images, about a third of the
-    cost per image), up to the final fit's cap."""
+    train + validation (there is nothing to select, so no image is held out) until the search
+    deadline, its schedule run by the clock (:func:`automl_cnn.training.fit_spec`'s
+    ``clocked``), up to the final fit's epoch cap. The rung's epochs are the estimate at the
+    timed speed (the progress bar's total); the clock, not the estimate, ends the fit, so a
+    timing that reads fast or slow (15 % either way on clutter) costs nothing."""
     n, n_val = len(data.y_train), len(data.y_val)
-    epoch = (n + n_val + n_val / 3) / (SPEED_MARGIN * images_per_second)
-    epochs = plan_final_fit(seconds=max(0.0, seconds - TRIAL_SETUP_S), epoch_seconds=epoch,
+    epochs = plan_final_fit(seconds=max(0.0, seconds - TRIAL_SETUP_S),
+                            epoch_seconds=(n + n_val) / images_per_second,
                             spec_epochs=spec_epochs).epochs
     trainings = seconds * images_per_second / (n * spec_epochs)
     return Ladder.whole_budget(n + n_val, epochs, (

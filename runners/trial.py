@@ -27,7 +27,8 @@ from optuna_integration import PyTorchLightningPruningCallback
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
-from automl_cnn.evaluation import with_val_in_train
+from automl_cnn.evaluation import evaluate, with_val_in_train
+from automl_cnn.final_fit import epoch_cap
 from automl_cnn.ladder import Ladder, Rung, promotable
 from automl_cnn.record import (
     Fidelity,
@@ -60,6 +61,9 @@ from .signals import SearchInterrupted, StopFlag, TrialFailed, quiet_interruptio
 
 log = logging.getLogger(__name__)
 PRUNED_BECAUSE = "val_acc below the pruner's bar"
+#: Seconds the one trial of a budget too short to search keeps, before the deadline, to score
+#: its model once on the validation images and checkpoint it.
+WHOLE_SCORE_S = 1.0
 
 
 def worst_values(config: SearchConfig) -> list[float]:
@@ -183,6 +187,9 @@ class TrialRunner:
             if self.deadline is not None and time.time() >= self.deadline:
                 raise BudgetSpent  # before a Trainer is even built
             model = self._fit(trial, record, rung, self._callbacks(trial, history, cap))
+            if self.ladder.whole:  # its epochs are what the clock bought
+                self._score_end(trial.number, model, history)
+                record = record.replace(fidelity=replace(record.fidelity, epochs=len(history)))
         except optuna.TrialPruned:
             self._end(trial, ended(Outcome.PRUNED, PRUNED_BECAUSE), started)
             raise
@@ -220,7 +227,7 @@ class TrialRunner:
             if self.on_epoch is not None:
                 self.on_epoch(row)
             self.tracker.log_epoch(trial.number, int(row["epoch"]), {
-                k: row[k] for k in ("train_loss", "val_loss", "val_acc")})
+                k: row[k] for k in ("train_loss", "val_loss", "val_acc") if k in row})
 
         began = time.perf_counter()
         callbacks: list[Any] = [
@@ -239,11 +246,27 @@ class TrialRunner:
     def _fit(self, trial: optuna.Trial, record: TrialRecord, rung: Rung,
              callbacks: list[Any]) -> torch.nn.Module:
         assert record.spec is not None
-        soft = self.deadline - time.time() if self.ladder.whole and self.deadline else None
-        fit = fit_spec(record.spec, self.rung_data[rung.index], self.device,
-                       callbacks=callbacks, epochs=rung.epochs, max_seconds=soft,
-                       seed=self.config.seed * 100_003 + trial.number)
-        return fit.model
+        seed = self.config.seed * 100_003 + trial.number
+        data = self.rung_data[rung.index]
+        if not self.ladder.whole:
+            return fit_spec(record.spec, data, self.device, callbacks=callbacks,
+                            epochs=rung.epochs, seed=seed).model
+        # The one trial of a budget too short to search: no per-epoch validation (it would be
+        # in-sample), the schedule run by the clock to the search deadline (rung.epochs is
+        # only the estimate), ending annealed there; scored once at the end (_score_end).
+        soft = self.deadline - time.time() - WHOLE_SCORE_S if self.deadline else None
+        return fit_spec(record.spec, data, self.device, callbacks=callbacks, seed=seed,
+                        epochs=epoch_cap(record.spec.train.epochs) if soft else rung.epochs,
+                        val_split=None, max_seconds=soft, clocked=soft is not None).model
+
+    def _score_end(self, number: int, model: torch.nn.Module,
+                   history: list[dict[str, float]]) -> None:
+        """A fit without per-epoch validation: its last row gets the validation scores."""
+        scores = evaluate(model, self.data.x_val, self.data.y_val)
+        got = {"val_loss": scores["loss"], "val_acc": scores["accuracy"]}
+        if history:
+            history[-1].update(got)
+            self.tracker.log_epoch(number, int(history[-1]["epoch"]), got)
 
 
 def with_costs(plan: PlanSummary, checked: Checked) -> PlanSummary:

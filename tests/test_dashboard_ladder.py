@@ -46,8 +46,9 @@ def test_no_section_for_a_plain_search(tmp_path: Path) -> None:
 
 
 def test_a_budget_too_short_to_search_shows_its_one_trial_per_epoch(tmp_path: Path) -> None:
-    history = tuple({"epoch": e, "train_loss": 2.0 - e / 10, "val_acc": 0.2 + e / 10}
-                    for e in range(4))
+    # Scored once, at the end (in-sample): the curve is its training loss per epoch.
+    history = tuple({"epoch": e, "train_loss": 2.0 - e / 10} for e in range(3)) + (
+        {"epoch": 3, "train_loss": 1.7, "val_acc": 0.5},)
     record = TrialRecord(number=0, outcome=Outcome.COMPLETE, history=history,
                          baseline="airbench-style x3",
                          fidelity=Fidelity(24_000, 4, 0, whole=True, with_val=True))
@@ -59,6 +60,7 @@ def test_a_budget_too_short_to_search_shows_its_one_trial_per_epoch(tmp_path: Pa
     assert section.title == "Budget: too short to search"
     assert "airbench-style x3" in section.intro and "24,000" in section.intro
     assert "training and validation images" in section.intro  # so its score is in-sample
-    assert "measured on images it trained on" in section.intro
+    assert "(0.5000) is measured on images it trained on" in section.intro
+    assert "for 4 epochs" in section.intro and "run by the clock" in section.intro
     [figure] = section.items
-    assert list(figure.figure.data[0].y) == pytest.approx([0.2, 0.3, 0.4, 0.5])
+    assert list(figure.figure.data[0].y) == pytest.approx([2.0, 1.9, 1.8, 1.7])

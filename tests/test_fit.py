@@ -45,6 +45,26 @@ class ScheduleProbe(L.Callback):
     def on_train_end(self, trainer: L.Trainer, _: Any) -> None:
         sched = trainer.lr_scheduler_configs[0].scheduler
         self.steps, self.total = sched.last_epoch, sched.total_steps  # type: ignore[attr-defined]
+        self.trained = trainer.global_step  # optimiser steps taken
+
+
+def test_a_clocked_fit_ends_annealed_at_its_deadline(digits: ImageSplits) -> None:
+    # A budgeted fit: 50 epochs would take far longer than 2 s; the schedule runs by the clock,
+    # so when the deadline stops it part-way, the one-cycle schedule is at its last step.
+    probe = ScheduleProbe()
+    fit = fit_spec(SPEC, digits, CPU, seed=0, epochs=50, max_seconds=2.0, clocked=True,
+                   callbacks=[probe])
+    assert 1 <= len(fit.history) < 50 and fit.stopped_reason is None  # its planned end
+    assert probe.trained < probe.total and probe.steps == probe.total
+    # Unclocked, the same deadline cuts the schedule part-way, and says so.
+    cut = ScheduleProbe()
+    fit = fit_spec(SPEC, digits, CPU, seed=0, epochs=50, max_seconds=2.0, callbacks=[cut])
+    assert fit.stopped_reason == "max_seconds" and cut.steps == cut.trained < cut.total
+    # A clock longer than the epochs: the epochs end first, annealed, as without a clock.
+    short = ScheduleProbe()
+    fit = fit_spec(SPEC, digits, CPU, seed=0, epochs=2, max_seconds=3600, clocked=True,
+                   callbacks=[short])
+    assert len(fit.history) == 2 and short.steps == short.trained == short.total
 
 
 def test_the_lr_schedule_spans_exactly_the_epochs_trained(digits: ImageSplits) -> None:

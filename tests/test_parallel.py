@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -156,4 +157,7 @@ def test_workers_climb_the_parents_ladder(tmp_path: Path) -> None:
     assert trained and all(r.fidelity is not None for r in trained)  # every trial climbed
     assert {r.fidelity.train_images for r in trained} <= {300, 900}
     assert any(r.fidelity.rung == 1 for r in trained)  # someone was promoted
-    assert len({r.worker.pid for r in trained}) == 2  # both workers trained rungs
+    # Trained in the workers, not the parent. (Not 'by both': a spawned worker can still be
+    # importing torch when the other has finished all 8 small trials; failed once in CI.)
+    pids = {r.worker.pid for r in trained}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2

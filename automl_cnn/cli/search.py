@@ -276,7 +276,8 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
     ladder = summary.get("ladder") or {}
     rungs = ladder.get("rungs") or []
     if ladder.get("whole") and rungs:
-        print(f"No search: {ladder['reason']} ({rungs[0]['epochs']} epochs on "
+        epochs = (summary.get("best") or {}).get("epochs_trained") or rungs[0]["epochs"]
+        print(f"No search: {ladder['reason']} ({epochs} epochs on "
               f"{rungs[0]['images']:,} train + validation images, so its validation score is "
               "in-sample). Give a longer --timeout to search.", file=out)
     elif len(rungs) > 1:
