@@ -23,7 +23,7 @@ from automl_cnn.arch import ArchSpec, TrainSpec
 from automl_cnn.callbacks import (Deadline, EpochEnd, StopCheck,
                                   lightning_interrupt_as_keyboard_interrupt)
 from automl_cnn.device import Device
-from automl_cnn.evaluation import evaluate, evaluate_checkpoint, with_val_in_train
+from automl_cnn.evaluation import evaluate, evaluate_checkpoint, scoring_batch, with_val_in_train
 from automl_cnn.recipes import optimizer_for, schedule_for
 
 if TYPE_CHECKING:
@@ -242,8 +242,10 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     validation. ``clocked``: the fit is meant to end at ``max_seconds`` (a budgeted fit) and
     its LR schedule runs by the clock over those seconds (``epochs`` is then an upper bound),
     so it ends annealed whatever the machine's speed; that end is not a stop
-    (``stopped_reason`` None). ``callbacks`` follow ours (pruning, loggers, stop checks); an exception one of
-    them raises propagates, after :class:`EpochEnd` callbacks got each finished epoch's row.
+    (``stopped_reason`` None). ``callbacks`` follow ours (pruning, loggers, stop checks); an
+    exception one of them raises propagates, after :class:`EpochEnd` callbacks got each
+    finished epoch's row. It trains in ``device.memory_format`` and hands the model back in
+    the default layout.
 
     Example:
         >>> fit = fit_spec(spec, data, resolve_device("cpu"), seed=0, epochs=2)  # doctest: +SKIP
@@ -259,10 +261,12 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     if train_split == "train+val":
         data, train_split = with_val_in_train(data), "train"
     torch.manual_seed(seed)
-    model = build_model(spec, data.input_shape, data.num_classes)
+    model = build_model(spec, data.input_shape, data.num_classes).to(
+        memory_format=device.memory_format)
     train = make_batches(data, train_split, batch_size=t.batch_size, shuffle=True, seed=seed,
                          crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
-    val = None if val_split is None else make_batches(data, val_split, batch_size=1024)
+    val = None if val_split is None else make_batches(
+        data, val_split, batch_size=scoring_batch(device.torch_device))
     module = CNNModule(model, t, steps_per_epoch=len(train), validating=val is not None,
                        clock=max_seconds if clocked else None)
     ours: list[L.Callback] = [] if max_seconds is None else [Deadline(max_seconds)]
@@ -277,7 +281,7 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     else:
         stopped = "callback" if trainer.current_epoch < t.epochs else None
     # Lightning's teardown hands the module back on the CPU; callers test it where it trained.
-    model = module.model.to(device.torch_device).eval()
+    model = module.model.to(device.torch_device, memory_format=torch.contiguous_format).eval()
     return FitResult(model, module.history, seconds, stopped)
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from automl_cnn.arch import ArchSpec, ConvBlock, HeadSpec, TrainSpec
 from automl_cnn.data import ImageSplits, load_dataset, make_batches
 from automl_cnn.device import Device, resolve_device
+from automl_cnn.evaluation import scoring_batch
 from automl_cnn.model import build_model
 from automl_cnn.recipes import optimizer_for, schedule_for
 from automl_cnn.shapes import plan_layers
@@ -55,10 +56,11 @@ def bare_fit(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int) ->
     started = time.perf_counter()
     t = spec.train
     torch.manual_seed(seed)
-    model = build_model(spec, data.input_shape, data.num_classes).to(device.torch_device)
+    model = build_model(spec, data.input_shape, data.num_classes).to(
+        device.torch_device, memory_format=device.memory_format)  # the layout fit_spec uses
     train = make_batches(data, "train", batch_size=t.batch_size, shuffle=True, seed=seed,
                          crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
-    val = make_batches(data, "val", batch_size=1024)
+    val = make_batches(data, "val", batch_size=scoring_batch(device.torch_device))
     opt = optimizer_for(t.optimizer)(model.parameters(), t)
     sched = schedule_for(t.schedule)(opt, t, max(t.epochs * len(train), 1))
     cast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.precision == "bf16-mixed"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from torch import nn
 from automl_cnn.checkpoint import load_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.rundir import RunDir
+
+if TYPE_CHECKING:
+    from automl_cnn.data import ImageSplits
 
 
 def tile(images: np.ndarray, *, columns: int) -> np.ndarray:
@@ -99,9 +103,10 @@ def activation_maps(model: nn.Module, images: torch.Tensor, labels: list[str], *
 
 
 def network_view(run_dir: Path, trial: int, config: SearchConfig, *,
-                 images: int = 4) -> NetworkView:
+                 images: int = 4, data: ImageSplits | None = None) -> NetworkView:
     """Load trial ``trial``'s kept weights and show them ``images`` validation images of the
-    search's own dataset (loaded as the search loaded it).
+    search's own dataset: ``data`` when the caller holds it (a search that just ended), else
+    loaded as the search loaded it.
 
     Raises ``CheckpointError`` when the trial's weights were not kept.
     """
@@ -110,9 +115,11 @@ def network_view(run_dir: Path, trial: int, config: SearchConfig, *,
     model, _, _ = load_checkpoint(RunDir(run_dir).trial_folder(trial))
     sizing = {k: getattr(config, k) for k in ("image_size", "train_subset")
               if getattr(config, k, None) is not None}
-    data = load_dataset(config.dataset, seed=config.seed, **sizing)
-    picks = _one_per_class(data.y_val, images)
+    if data is None:
+        data = load_dataset(config.dataset, seed=config.seed, **sizing)
+    picks = _one_per_class(data.y_val.cpu(), images)
     x = data.x_val[picks]
+    x = x.cpu() if isinstance(x, torch.Tensor) else x  # the weights load on the CPU
     labels = [str(data.classes[int(data.y_val[i])]) for i in picks]
     return NetworkView(trial, filter_images(model), activation_maps(model, x, labels))
 

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import plotly.io as pio
@@ -52,9 +53,11 @@ class ReportResult:
 
 
 def build_sections(study: optuna.Study, *, run_dir: Path | None = None, top_k: int = 3,
-                   importance: str = "mdi",
-                   now: datetime | None = None) -> tuple[list[Section], Notice | None]:
-    """Every section of the report, and a notice for the top of the page (or None)."""
+                   importance: str = "mdi", now: datetime | None = None,
+                   data: Any = None) -> tuple[list[Section], Notice | None]:
+    """Every section of the report, and a notice for the top of the page (or None).
+    ``data``: the search's dataset when the caller holds it (else loaded for the network
+    section)."""
     now = now or datetime.now()
     recs = records(study)
     rows = trial_rows(recs)
@@ -62,7 +65,8 @@ def build_sections(study: optuna.Study, *, run_dir: Path | None = None, top_k: i
     info = read_study_info(study)
     sections = search_sections(rows, now=now, importance=importance)
     sections += architecture_sections(top, info.dataset)
-    sections.append(network_section(top, Path(run_dir) if run_dir else None, info.config))
+    sections.append(network_section(top, Path(run_dir) if run_dir else None, info.config,
+                                    data))
     sections += ladder_section(study, Path(run_dir) if run_dir else None)
     sections.append(front_section(recs, info.config))
     return sections, snapshot_notice(study, rows, now)
@@ -70,7 +74,7 @@ def build_sections(study: optuna.Study, *, run_dir: Path | None = None, top_k: i
 
 def write_report(study: optuna.Study, out_path: str | Path, *, run_dir: str | Path | None = None,
                  top_k: int = 3, png: bool = False, importance: str = "mdi",
-                 now: datetime | None = None) -> ReportResult:
+                 now: datetime | None = None, data: Any = None) -> ReportResult:
     """Write the study's report to ``out_path`` (one offline HTML file).
 
     ``run_dir`` (the search's output folder) adds the best network's filters and activations;
@@ -79,7 +83,7 @@ def write_report(study: optuna.Study, out_path: str | Path, *, run_dir: str | Pa
     """
     out = Path(out_path)
     sections, notice = build_sections(study, run_dir=run_dir, top_k=top_k,
-                                      importance=importance, now=now)
+                                      importance=importance, now=now, data=data)
     figures = {item.name: item.figure for s in sections for item in s.items
                if isinstance(item, Figure)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,12 +178,13 @@ table.card td:nth-child(2) {{ font-family: ui-monospace, monospace; }}
 """
 
 
-def report_beside_run(study: optuna.Study, run_dir: Path) -> Path | None:
-    """``run_dir/report.html`` at the end of a search. Drawing a report must never lose the
-    search it reports on, so any failure is logged as one warning and returns None."""
+def report_beside_run(study: optuna.Study, run_dir: Path, data: Any = None) -> Path | None:
+    """``run_dir/report.html`` at the end of a search (``data``: its dataset, already loaded).
+    Drawing a report must never lose the search it reports on, so any failure is logged as one
+    warning and returns None."""
     out = RunDir(run_dir).report
     try:
-        return write_report(study, out, run_dir=run_dir).path
+        return write_report(study, out, run_dir=run_dir, data=data).path
     except Exception as exc:  # noqa: BLE001 - the search's results matter more than its report
         log.warning("could not write the report %s: %s: %s", out, type(exc).__name__, exc)
         return None

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import plotly.graph_objects as go
@@ -180,7 +181,7 @@ def architecture_sections(top: list[TopArchitecture],
 
 
 def network_section(top: list[TopArchitecture], run_dir: Path | None,
-                    config: SearchConfig | None) -> Section:
+                    config: SearchConfig | None, data: Any = None) -> Section:
     section = Section("Inside the best network", "First-layer filters (each scaled on its own) "
                       "and activation maps for a few validation images.")
     if not top:
@@ -193,7 +194,7 @@ def network_section(top: list[TopArchitecture], run_dir: Path | None,
         return section
     for a in top:
         try:
-            view = network_view(run_dir, a.trial, config)
+            view = network_view(run_dir, a.trial, config, data=data)
         except UserError as exc:  # weights not kept for this trial: try the next best
             log.info("no weights for trial %d: %s", a.trial, exc)
             continue

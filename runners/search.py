@@ -289,7 +289,7 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
         summary["best_model_dir"] = final["dir"]
     from automl_cnn.dashboards.report import report_beside_run  # plotly: only when needed
 
-    report = report_beside_run(study, run_dir)
+    report = report_beside_run(study, run_dir, data)
     summary["report"] = str(report) if report else None
     summary["phases"] = {**(phases or {}), "report": round(time.perf_counter() - began, 3)}
     summary["wall_seconds"] = round(wall + summary["phases"]["report"], 3)

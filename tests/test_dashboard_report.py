@@ -76,6 +76,22 @@ def test_dashboard_command_from_run_dir_and_from_storage(search, tmp_path, capsy
 
 
 @pytest.mark.slow
+def test_a_report_given_the_searchs_data_does_not_load_it_again(search, tmp_path, monkeypatch):
+    # At the end of a search the data is in memory; loading it again cost 2.7 s of a 2-minute
+    # budget on clutter (it is generated). Only the network section reads images.
+    from automl_cnn.data import load_dataset
+
+    data = load_dataset("digits", seed=0)
+
+    def refuse(*_, **__):
+        raise AssertionError("the dataset was loaded again")
+
+    monkeypatch.setattr("automl_cnn.data.load_dataset", refuse)
+    result = write_report(search.study, tmp_path / "r.html", run_dir=search.run_dir, data=data)
+    assert "activations_block1" in result.figures and "filters" in result.figures
+
+
+@pytest.mark.slow
 def test_report_without_a_run_dir_explains_the_missing_weights(search, tmp_path):
     result = write_report(search.study, tmp_path / "r.html")
     page = result.path.read_text()
