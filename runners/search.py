@@ -189,6 +189,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     stop = StopFlag()
     data = data.to(device.torch_device)  # once: trials and the final test batch from here
     began = time.perf_counter()
+    startup = time.monotonic() - started if started is not None else 0.0  # imports, data, study
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
     plan = plan_search(config, space, data, device, budget)
     budget, config, target, enough = for_plan(plan, budget, config, study)
@@ -204,11 +205,11 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     searched = time.perf_counter()
     final = None if interrupted or plan.ladder.whole else run_final_fit(
         study, config, data, device, run_dir, budget, progress=progress, tracker=tracker)
-    phases = {"search": round(searched - began, 3),
+    phases = {"startup": round(startup, 3), "search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
     with stopping(interrupted):  # a second Ctrl-C must not cost the summary
-        summary = finish(study, config, data, device, run_dir, wall=time.perf_counter() - began,
-                         interrupted=interrupted, final=final, plan=plan, phases=phases)
+        summary = finish(study, config, data, device, run_dir, interrupted=interrupted,
+                         final=final, plan=plan, phases=phases)
         tracker.end_search(status="KILLED" if interrupted else "FINISHED", summary=summary)
     return SearchOutcome(study, summary, run_dir, interrupted)
 
@@ -259,14 +260,13 @@ def _write_run_files(config: SearchConfig, run_dir: Path) -> None:
 
 
 def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device: Device,
-           run_dir: Path, *, wall: float, interrupted: bool, final: dict[str, Any] | None = None,
-           plan: SearchPlan | None = None,
-           phases: dict[str, float] | None = None) -> dict[str, Any]:
+           run_dir: Path, *, interrupted: bool, final: dict[str, Any] | None = None,
+           plan: SearchPlan | None = None, phases: dict[str, float]) -> dict[str, Any]:
     """Evaluate the final model (else the best kept one) once on the test split and write
-    ``summary.json``."""
+    ``summary.json``; its wall time is the sum of ``phases`` and this report phase."""
     began = time.perf_counter()
     summary = summarize(study)
-    summary.update(wall_seconds=round(wall, 3), interrupted=interrupted,
+    summary.update(interrupted=interrupted,
                    run_dir=str(run_dir), storage=without_password(config.storage_url),
                    device=device.torch_device, test=None,
                    **budget_summary(study, config, plan, final))
@@ -291,8 +291,8 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
 
     report = report_beside_run(study, run_dir, data)
     summary["report"] = str(report) if report else None
-    summary["phases"] = {**(phases or {}), "report": round(time.perf_counter() - began, 3)}
-    summary["wall_seconds"] = round(wall + summary["phases"]["report"], 3)
+    summary["phases"] = {**phases, "report": round(time.perf_counter() - began, 3)}
+    summary["wall_seconds"] = round(sum(summary["phases"].values()), 3)
     write_text_atomic(rundir.summary, json.dumps(summary, indent=2, default=str))
     return summary
 

@@ -82,7 +82,10 @@ def test_budgeted_search_ends_in_time_with_a_final_model(tmp_path: Path) -> None
     assert wall <= 30 + 10 + 10, wall
     assert summary["final"] and summary["test"]["model"] == "final"
     assert 0.0 <= summary["test"]["accuracy"] <= 1.0
-    assert set(summary["phases"]) == {"search", "final_fit", "report"}
+    assert set(summary["phases"]) == {"startup", "search", "final_fit", "report"}
+    # The wall it reports is the command's own, from its start (within the test's overhead).
+    assert summary["wall_seconds"] == pytest.approx(sum(summary["phases"].values()), abs=0.5)
+    assert summary["wall_seconds"] <= wall and summary["phases"]["startup"] > 0
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
