@@ -24,14 +24,6 @@ class Device:
     def index(self) -> list[int] | int:
         return [torch.device(self.torch_device).index or 0] if self.accelerator == "gpu" else 1
 
-    @property
-    def memory_format(self) -> torch.memory_format:
-        """The layout trials train in: channels-last on a CPU, where oneDNN's convolutions
-        trained the baselines at 1.04-1.37x the images/s of the default layout
-        (benchmarks/bench_layout.py); the default on a GPU, where channels-last gained nothing
-        for these small nets on an H100 (../shared/MEASURED.md)."""
-        return torch.channels_last if self.accelerator == "cpu" else torch.contiguous_format
-
 
 def resolve_device(name: str = "auto") -> Device:
     """``auto``/``cpu``/``gpu``/``cuda[:N]``/``mps`` → a :class:`Device`.

@@ -244,8 +244,7 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     so it ends annealed whatever the machine's speed; that end is not a stop
     (``stopped_reason`` None). ``callbacks`` follow ours (pruning, loggers, stop checks); an
     exception one of them raises propagates, after :class:`EpochEnd` callbacks got each
-    finished epoch's row. It trains in ``device.memory_format`` and hands the model back in
-    the default layout.
+    finished epoch's row.
 
     Example:
         >>> fit = fit_spec(spec, data, resolve_device("cpu"), seed=0, epochs=2)  # doctest: +SKIP
@@ -261,8 +260,7 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     if train_split == "train+val":
         data, train_split = with_val_in_train(data), "train"
     torch.manual_seed(seed)
-    model = build_model(spec, data.input_shape, data.num_classes).to(
-        memory_format=device.memory_format)
+    model = build_model(spec, data.input_shape, data.num_classes)
     train = make_batches(data, train_split, batch_size=t.batch_size, shuffle=True, seed=seed,
                          crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
     val = None if val_split is None else make_batches(
@@ -281,7 +279,7 @@ def fit_spec(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
     else:
         stopped = "callback" if trainer.current_epoch < t.epochs else None
     # Lightning's teardown hands the module back on the CPU; callers test it where it trained.
-    model = module.model.to(device.torch_device, memory_format=torch.contiguous_format).eval()
+    model = module.model.to(device.torch_device).eval()
     return FitResult(model, module.history, seconds, stopped)
 
 

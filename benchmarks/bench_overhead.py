@@ -56,8 +56,7 @@ def bare_fit(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int) ->
     started = time.perf_counter()
     t = spec.train
     torch.manual_seed(seed)
-    model = build_model(spec, data.input_shape, data.num_classes).to(
-        device.torch_device, memory_format=device.memory_format)  # the layout fit_spec uses
+    model = build_model(spec, data.input_shape, data.num_classes).to(device.torch_device)
     train = make_batches(data, "train", batch_size=t.batch_size, shuffle=True, seed=seed,
                          crop_padding=t.crop_padding, flip=t.flip, drop_last=True)
     val = make_batches(data, "val", batch_size=scoring_batch(device.torch_device))

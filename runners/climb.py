@@ -89,8 +89,7 @@ def measure_speed(spec: ArchSpec, data: ImageSplits, device: Device, *, steps: i
     ``max_seconds`` (on a slow or busy machine, fewer steps are timed)."""
     t = spec.train
     torch.manual_seed(0)
-    model = build_model(spec, data.input_shape, data.num_classes).to(
-        data.x_train.device, memory_format=device.memory_format)  # as fit_spec trains it
+    model = build_model(spec, data.input_shape, data.num_classes).to(data.x_train.device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     batches = make_batches(data, "train", batch_size=t.batch_size, shuffle=True, seed=0,
                            crop_padding=t.crop_padding, flip=t.flip, drop_last=False)

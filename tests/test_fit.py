@@ -93,27 +93,14 @@ def test_max_seconds_stops_cleanly_and_says_so(digits: ImageSplits) -> None:
     assert slow.stopped_reason is None and len(slow.history) == 2
 
 
-class Layout(L.Callback):
-    def __init__(self) -> None:
-        self.channels_last: list[bool] = []
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: Any, *_: Any) -> None:
-        weight = module.model.state_dict()["features.block2.conv.weight"]  # 8 input channels
-        self.channels_last.append(weight.is_contiguous(memory_format=torch.channels_last)
-                                  and not weight.is_contiguous())
-
-
-def test_a_cpu_fit_trains_channels_last_and_hands_back_the_default_layout(
-        digits: ImageSplits) -> None:
-    # oneDNN trains these nets 1.1-1.5x faster in channels-last (benchmarks/bench_layout.py);
-    # checkpoints, exports and callers get the default layout.
-    spec = replace(SPEC, blocks=(ConvBlock(8), ConvBlock(8)))
-    probe = Layout()
-    fit = fit_spec(spec, digits, CPU, seed=0, epochs=1, callbacks=[probe])
-    assert probe.channels_last and all(probe.channels_last)
-    assert all(p.is_contiguous() for p in fit.model.parameters())
-    assert evaluate(fit.model, digits.x_val, digits.y_val)["accuracy"] > 0.3
-    assert all(p.is_contiguous() for p in fit.model.parameters())  # scored, handed back
+def test_scoring_reads_every_image_whatever_the_batch(digits: ImageSplits) -> None:
+    # A CPU scores 128 images at a time (1.4x as fast as 512 there); the batch must
+    # not change the score.
+    fit = fit_spec(SPEC, digits, CPU, seed=0, epochs=1)
+    by_batch = [evaluate(fit.model, digits.x_val, digits.y_val, batch_size=b) for b in (7, 1024)]
+    default = evaluate(fit.model, digits.x_val, digits.y_val)
+    assert default["accuracy"] == by_batch[0]["accuracy"] == by_batch[1]["accuracy"]
+    assert default["loss"] == pytest.approx(by_batch[1]["loss"], rel=1e-5)
 
 
 class Boom(L.Callback):
