@@ -22,6 +22,7 @@ SPEC_VERSION = 1
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh")
 POOLS = ("max", "avg", "l2", "none")
 GLOBAL_POOLS = ("flatten", "avg")
+TTAS = ("none", "flip")  # test-time augmentation of a network's eval-mode forward
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 
@@ -71,12 +72,16 @@ class HeadSpec:
 
     ``global_pool="avg"`` averages each feature map to one number before the head (input-size
     independent); ``"flatten"`` keeps every position (more parameters, spatial detail kept).
+    ``tta="flip"``: in eval mode the network averages its logits over each image and its
+    mirror image (never sampled; set on the model a search hands over, see
+    :func:`automl_cnn.final_fit.with_tta`).
     """
 
     widths: tuple[int, ...] = ()
     dropout: float = 0.0
     activation: str = "relu"
     global_pool: str = "avg"
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -86,6 +91,7 @@ class HeadSpec:
             raise SpecError(f"head dropout must be in [0, 1), but got {self.dropout!r}.")
         _check_choice("head activation", self.activation, ACTIVATIONS)
         _check_choice("global_pool", self.global_pool, GLOBAL_POOLS)
+        _check_choice("tta", self.tta, TTAS)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class SearchConfig:
     # Retrain the winner on train + validation after the search; None: with --timeout only.
     final_fit: bool | None = None
     ladder: str = "auto"  # auto: a fidelity ladder when the budget needs one; off: never
+    # The model users get scores each image and its mirror image (automl_cnn.final_fit.with_tta).
+    tta: str = "auto"
     # Hard limits (automl_cnn.limits): an architecture over one is recorded, never trained.
     max_params: int | None = None
     max_flops: int | None = None
@@ -148,6 +150,7 @@ class SearchConfig:
                             f"{self.final_share}. It is the share of --timeout given to the "
                             "final fit, e.g. 0.5.")
         _one_of("ladder", self.ladder, LADDERS)
+        _one_of("tta", self.tta, LADDERS)
         if self.keep < 1:
             raise UserError(f"--keep must be at least 1, but got {self.keep}.")
         for flag, value in (("--image-size", self.image_size),

@@ -146,10 +146,23 @@ def build(arch: dict[str, Any], input_shape: tuple[int, int, int],
         raise ValueError(f"arch.json has spec version {arch.get('version')!r}, but this file "
                          f"reads version {SPEC_VERSION}; export the model again.")
     width = flat_width(arch, input_shape)
-    return nn.Sequential(OrderedDict(
+    kind = FlipAveraged if arch["head"].get("tta", "none") == "flip" else nn.Sequential
+    return kind(OrderedDict(
         features=conv_stack(arch["blocks"], input_shape[0]),
         head=head(arch["head"], width, num_classes),
     ))
+
+
+class FlipAveraged(nn.Sequential):
+    """The network that, in eval mode, averages its logits over each image and its mirror
+    image (test-time augmentation, for data whose labels survive a horizontal flip); training
+    sees each image once. The parameters and state dict are the plain network's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.features(x))  # not super(): TorchScript cannot script it
+        if self.training:
+            return logits
+        return (logits + self.head(self.features(torch.flip(x, dims=[3])))) / 2
 
 
 _DTYPES = {

@@ -27,7 +27,8 @@ from automl_cnn.checkpoint import CheckpointMeta
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
-from automl_cnn.final_fit import FinalPlan, epoch_seconds_for, fit_final, plan_final_fit, save_final
+from automl_cnn.final_fit import (FinalPlan, epoch_seconds_for, fit_final, plan_final_fit,
+                                  save_final, with_tta)
 from automl_cnn.ladder import MIN_SEARCH_TRAININGS, Ladder, plan_ladder, search_pays
 from automl_cnn.record import TrialRecord, records
 from automl_cnn.results import ranked_trials
@@ -218,7 +219,7 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
     best = best_trial(study)
     if best is None or best.spec is None or not config.fits_final:
         return None
-    spec = best.spec
+    spec = with_tta(best.spec, config, data.flip_ok)
     seconds = budget.final_left() if budget is not None else None
     plan = winner_plan(best, data, seconds)
     per_epoch = plan.epoch_seconds
@@ -238,7 +239,8 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
         example = data.x_val[:4].float().div(255.0).cpu()
         tracker.final_model(best.number, fit.model.to("cpu").eval(), example,
                             history=fit.history, value=float(best.val_acc or 0.0))
-    return {"trial": best.number, "dir": str(folder), "epochs_planned": plan.epochs,
+    return {"trial": best.number, "dir": str(folder), "tta": spec.head.tta,
+            "epochs_planned": plan.epochs,
             "epochs": len(fit.history), "seconds": round(fit.seconds, 3),
             "stopped": fit.stopped_reason,
             "train_images": len(data.y_train) + len(data.y_val),

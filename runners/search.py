@@ -266,12 +266,10 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
     ``summary.json``; its wall time is the sum of ``phases`` and this report phase."""
     began = time.perf_counter()
     summary = summarize(study)
-    summary.update(interrupted=interrupted,
-                   run_dir=str(run_dir), storage=without_password(config.storage_url),
-                   device=device.torch_device, test=None,
-                   **budget_summary(study, config, plan, final))
+    summary.update(interrupted=interrupted, run_dir=str(run_dir), test=None,
+                   storage=without_password(config.storage_url), device=device.torch_device,
+                   **budget_summary(study, config, plan, final), **front_summary(study, config))
     rundir = RunDir(run_dir)
-    summary.update(front_summary(study, config))
     front = {p["trial"] for p in summary["pareto"]} if config.multi_objective else set()
     kept = kept_checkpoints(run_dir, config.keep, also=front)
     summary["kept_models"] = [str(p) for p in kept]
@@ -280,11 +278,12 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
         best_dir = rundir.trial_folder(ranked[0].number)
         if best_dir.exists():
             summary["test"] = {"trial": ranked[0].number, "model": "search",
+                               "tta": ranked[0].spec.head.tta if ranked[0].spec else "none",
                                **evaluate_checkpoint(best_dir, data, device)}
             summary["best_model_dir"] = str(best_dir)
     if final:  # the model users get, tested as such; the search's own score kept beside it
         summary["search_test"] = summary["test"]
-        summary["test"] = {"trial": final["trial"], "model": "final",
+        summary["test"] = {"trial": final["trial"], "model": "final", "tta": final["tta"],
                            **evaluate_checkpoint(Path(final["dir"]), data, device)}
         summary["best_model_dir"] = final["dir"]
     from automl_cnn.dashboards.report import report_beside_run  # plotly: only when needed

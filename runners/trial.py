@@ -28,7 +28,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
 from automl_cnn.evaluation import evaluate, with_val_in_train
-from automl_cnn.final_fit import epoch_cap
+from automl_cnn.final_fit import epoch_cap, with_tta
 from automl_cnn.ladder import Ladder, Rung, promotable
 from automl_cnn.record import (
     Fidelity,
@@ -177,6 +177,8 @@ class TrialRunner:
             record = record.replace(fidelity=Fidelity(
                 len(data.y_train), rung.epochs, rung.index, whole=self.ladder.whole,
                 with_val=self.ladder.whole))
+        if self.ladder.whole:  # this trial is the model the search hands over
+            record = record.replace(spec=with_tta(record.spec, self.config, self.data.flip_ok))
         fit_started = time.perf_counter()
 
         def ended(outcome: Outcome, reason: str | None) -> TrialRecord:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from automl_cnn.budget import Budget, format_duration, parse_duration, reserve_for
+from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
 from automl_cnn.ladder import (
     ETA,
@@ -200,3 +201,17 @@ def test_a_final_fit_by_default_unless_a_pareto_search_has_no_budget() -> None:
     assert not SearchConfig(trials=100, objectives=pareto).fits_final
     assert SearchConfig(trials=100, objectives=pareto, final_fit=True).fits_final
     assert SearchConfig(timeout=60, objectives=pareto).fits_final
+
+
+def test_the_model_handed_over_averages_flips_only_where_that_is_sound() -> None:
+    from automl_cnn.arch import ArchSpec, ConvBlock
+    from automl_cnn.final_fit import with_tta
+
+    spec = ArchSpec(blocks=(ConvBlock(8),))
+    assert with_tta(spec, SearchConfig(), flip_ok=True).head.tta == "flip"
+    assert with_tta(spec, SearchConfig(), flip_ok=False) == spec  # digits: a 2 is no mirror 2
+    assert with_tta(spec, SearchConfig(tta="off"), flip_ok=True) == spec
+    # It doubles inference time, so never under a latency limit or objective.
+    assert with_tta(spec, SearchConfig(max_latency_ms=1.0), flip_ok=True) == spec
+    assert with_tta(spec, SearchConfig(objectives=("val_acc", "latency"), pruner="none"),
+                    flip_ok=True) == spec

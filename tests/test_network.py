@@ -141,3 +141,51 @@ def test_every_activation_and_pool_gives_finite_gradients(activation: str, pool:
     model(x).logsumexp(1).mean().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_flip_tta_averages_each_image_and_its_mirror_in_eval_mode_only() -> None:
+    spec = ArchSpec(blocks=(ConvBlock(4), ConvBlock(6)), head=HeadSpec(global_pool="flatten"))
+    flipped = ArchSpec.from_dict({**spec.to_dict(), "head": {**spec.to_dict()["head"],
+                                                             "tta": "flip"}})
+    assert flipped.head.tta == "flip" and ArchSpec.from_json(flipped.to_json()) == flipped
+    old = spec.to_dict()
+    del old["head"]["tta"]  # arch.json written before test-time augmentation existed
+    assert ArchSpec.from_dict(old).head.tta == "none"
+    torch.manual_seed(0)
+    plain = build_model(spec, (1, 8, 8), 10)
+    tta = build_model(flipped, (1, 8, 8), 10)
+    assert list(tta.state_dict()) == list(plain.state_dict())  # the same weights load
+    tta.load_state_dict(plain.state_dict())
+    x = torch.rand(3, 1, 8, 8)
+    plain.eval()
+    tta.eval()
+    with torch.no_grad():
+        expected = (plain(x) + plain(torch.flip(x, dims=[3]))) / 2
+        assert torch.allclose(tta(x), expected, atol=1e-6)
+        assert not torch.allclose(tta(x), plain(x), atol=1e-4)
+        tta.train()
+        plain.train()
+        torch.manual_seed(1)
+        trained_view = tta(x)
+        torch.manual_seed(1)
+        assert torch.allclose(trained_view, plain(x))  # training sees each image once
+    with pytest.raises(arch.SpecError, match="tta"):
+        HeadSpec(tta="rotate")
+
+
+def test_a_flip_tta_network_exports_to_torchscript_and_onnx(tmp_path: Path) -> None:
+    from automl_cnn.export.formats import write_onnx, write_torchscript
+
+    spec = ArchSpec(blocks=(ConvBlock(4),), head=HeadSpec(tta="flip"))
+    net = build_model(spec, (1, 8, 8), 10).eval()
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        expected = net(x)
+        scripted = torch.jit.load(str(write_torchscript(net, tmp_path / "m.pt")))
+        assert torch.allclose(scripted(x), expected, atol=1e-5)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(write_onnx(net, (1, 8, 8), tmp_path / "m.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"images": x.numpy()})
+    assert torch.allclose(torch.from_numpy(got), expected, atol=1e-4)

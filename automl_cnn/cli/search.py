@@ -130,6 +130,10 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--ladder", default="auto", choices=("auto", "off"),
                         help="fidelity ladder (more data and epochs for promoted trials) when "
                              "--timeout needs one; off: every trial trains on the whole split")
+    budget.add_argument("--tta", default="auto", choices=("auto", "off"),
+                        help="the model you get averages its logits over each image and its "
+                             "mirror image where the data's labels survive a flip and no "
+                             "latency limit or objective is set (auto); off: never")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -140,7 +144,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     trials = args.trials if args.trials is not None else (None if timeout else 100)
     return SearchConfig(
         trials=trials, timeout=timeout, final_share=args.final_share,
-        final_fit=args.final_fit, ladder=args.ladder, dataset=args.dataset,
+        final_fit=args.final_fit, ladder=args.ladder, tta=args.tta, dataset=args.dataset,
         space=args.space,
         sampler=args.sampler, pruner=args.pruner, storage=args.storage,
         study_name=args.study_name, seed=args.seed, device=args.device, out=args.out,
@@ -254,6 +258,8 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
         if summary.get("test"):
             which = ("final model (trained on train + validation)"
                      if summary["test"].get("model") == "final" else "best model")
+            if summary["test"].get("tta") == "flip":
+                which += ", each image averaged with its mirror image"
             print(f"Test accuracy of the {which}, evaluated once: "
                   f"{summary['test']['accuracy']:.4f}", file=out)
         print(format_plan_rows(best["layer_plan"]), file=out)
