@@ -116,6 +116,11 @@ class Budget:
         grown = max(self.reserve, STARTUP_RESERVE_FACTOR * self.elapsed())
         return replace(self, reserve=min(grown, 0.25 * self.total))
 
+    def reserving(self, seconds: float) -> Budget:
+        """The budget with ``seconds`` more kept for the end (the test split's scoring, as
+        measured before the search), never above a quarter of the budget."""
+        return replace(self, reserve=min(self.reserve + max(0.0, seconds), 0.25 * self.total))
+
     # -- fixed end points (clock readings) ----------------------------------------------------
     @property
     def end(self) -> float:

@@ -74,10 +74,15 @@ def with_tta(spec: ArchSpec, config: SearchConfig, flip_ok: bool) -> ArchSpec:
     (``flip_ok``), and neither a latency limit nor a latency objective is set (it doubles the
     inference cost). On clutter at 2 minutes it added 1.3-2.0 test points to the same weights
     (benchmarks/bench_budget.py, README)."""
+    return replace(spec, head=replace(spec.head, tta="flip")) \
+        if tta_views(config, flip_ok) == 2 else spec
+
+
+def tta_views(config: SearchConfig, flip_ok: bool) -> int:
+    """How many times the model a search hands over sees each image: 2 where :func:`with_tta`
+    averages flips, else 1."""
     latency = config.max_latency_ms is not None or "latency" in config.objectives
-    if config.tta == "off" or not flip_ok or latency:
-        return spec
-    return replace(spec, head=replace(spec.head, tta="flip"))
+    return 1 if config.tta == "off" or not flip_ok or latency else 2
 
 
 def epoch_cap(spec_epochs: int) -> int:
@@ -134,4 +139,4 @@ def read_final_history(run_dir: Path) -> list[dict[str, float]]:
 
 
 __all__ = ["FinalPlan", "epoch_cap", "epoch_seconds_for", "fit_final", "plan_final_fit",
-           "read_final_history", "save_final", "with_tta"]
+           "read_final_history", "save_final", "tta_views", "with_tta"]

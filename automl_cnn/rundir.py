@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,15 @@ class RunDir:
     def storage_url(self, storage: str | None) -> str:
         """``storage`` when given, else :attr:`journal_url` (the default-storage rule)."""
         return storage or self.journal_url
+
+    def write_settings(self, config_json: str, space_file: Path) -> None:
+        """A search's ``config.json`` (written anew) and ``space.yaml`` (copied once)."""
+        from automl_cnn.atomic import write_text_atomic
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.config, config_json)
+        if not self.space.exists():
+            shutil.copyfile(space_file, self.space)
 
     def trial_folder(self, number: int) -> Path:
         """Where trial ``number``'s kept checkpoint lives."""

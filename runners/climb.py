@@ -111,6 +111,20 @@ def measure_speed(spec: ArchSpec, data: ImageSplits, device: Device, *, steps: i
     return seen / seconds if seconds > 0 and seen else 0.0
 
 
+#: Scoring runs at least this many times the timed training images/s (clutter:6000's VGG-style
+#: baseline: 1,689 scored against 1,133 trained per second, benchmarks/bench_layout.py).
+SCORING_SPEEDUP = 1.5
+
+
+def scoring_seconds(images: int, images_per_second: float | None, views: int = 1) -> float:
+    """Seconds to score ``images`` (each seen ``views`` times: 2 with flip test-time
+    augmentation, :func:`automl_cnn.final_fit.tta_views`) at a timed training speed; 0 when no
+    speed was timed."""
+    if not images_per_second:
+        return 0.0
+    return images * views / (SCORING_SPEEDUP * images_per_second)
+
+
 def _sync(device: Device) -> None:
     if device.torch_device.startswith("cuda"):
         torch.cuda.synchronize()

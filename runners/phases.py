@@ -86,8 +86,6 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
 
 #: A trial's Trainer, first batch and checkpoint cost about this much beyond its epochs (CPU).
 TRIAL_SETUP_S = 3.0
-
-
 def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: float,
                         spec_epochs: int) -> Ladder:
     """The plan when the budget is too short to search: the space's first baseline trains on

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits, load_dataset
 from automl_cnn.device import Device, resolve_device
 from automl_cnn.errors import UserError
+from automl_cnn.final_fit import tta_views
 from automl_cnn.front import front_summary
 from automl_cnn.record import DatasetInfo, enqueue_baseline, read_study_info, write_study_info
 from automl_cnn.redact import require_password, without_password
@@ -36,6 +36,7 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
+from .climb import scoring_seconds
 from .phases import (SearchPlan, budget_summary, for_plan, plan_search, run_final_fit, search_bar,
                      search_rounds)
 from .progress import poll_progress
@@ -182,7 +183,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     tracker = tracker or make_tracker(config)
     run_dir = config.run_dir
     study = open_or_create(config, space, data, resume=resume, join=join)
-    _write_run_files(config, run_dir)
+    RunDir(run_dir).write_settings(config.public().to_json(), load_space(config.space).path)
     tracker.start_search(config, settings=_settings(config, data, device))
     if on_ready:
         on_ready(config)
@@ -192,6 +193,9 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     startup = time.monotonic() - started if started is not None else 0.0  # imports, data, study
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
     plan = plan_search(config, space, data, device, budget)
+    if budget is not None:  # the end scores the test split: keep its time (flips: twice)
+        budget = budget.reserving(scoring_seconds(
+            len(data.y_test), plan.images_per_second, tta_views(config, data.flip_ok)))
     budget, config, target, enough = for_plan(plan, budget, config, study)
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          ladder=plan.ladder, images_per_second=plan.images_per_second)
@@ -249,14 +253,6 @@ def _settings(config: SearchConfig, data: ImageSplits, device: Device) -> dict[s
             "timeout": config.timeout, "objectives": ",".join(config.objectives),
             "device": device.torch_device, "precision": device.precision,
             "input_shape": "x".join(map(str, data.input_shape)), "classes": data.num_classes}
-
-
-def _write_run_files(config: SearchConfig, run_dir: Path) -> None:
-    rundir = RunDir(run_dir)
-    rundir.path.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(rundir.config, config.public().to_json())
-    if not rundir.space.exists():
-        shutil.copyfile(load_space(config.space).path, rundir.space)
 
 
 def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device: Device,

@@ -28,7 +28,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
 from automl_cnn.evaluation import evaluate, with_val_in_train
-from automl_cnn.final_fit import epoch_cap, with_tta
+from automl_cnn.final_fit import epoch_cap, tta_views, with_tta
 from automl_cnn.ladder import Ladder, Rung, promotable
 from automl_cnn.record import (
     Fidelity,
@@ -51,6 +51,7 @@ from .climb import (
     DeadlineCheck,
     RungTooSlow,
     rung_data,
+    scoring_seconds,
     rung_scores,
     rung_time_cap,
 )
@@ -61,8 +62,8 @@ from .signals import SearchInterrupted, StopFlag, TrialFailed, quiet_interruptio
 
 log = logging.getLogger(__name__)
 PRUNED_BECAUSE = "val_acc below the pruner's bar"
-#: Seconds the one trial of a budget too short to search keeps, before the deadline, to score
-#: its model once on the validation images and checkpoint it.
+#: Seconds the one trial of a budget too short to search keeps, before the deadline, to
+#: checkpoint its model; it keeps the time to score it on the validation images too.
 WHOLE_SCORE_S = 1.0
 
 
@@ -256,7 +257,9 @@ class TrialRunner:
         # The one trial of a budget too short to search: no per-epoch validation (it would be
         # in-sample), the schedule run by the clock to the search deadline (rung.epochs is
         # only the estimate), ending annealed there; scored once at the end (_score_end).
-        soft = self.deadline - time.time() - WHOLE_SCORE_S if self.deadline else None
+        end = WHOLE_SCORE_S + scoring_seconds(len(self.data.y_val), self.images_per_second,
+                                              tta_views(self.config, self.data.flip_ok))
+        soft = self.deadline - time.time() - end if self.deadline else None
         return fit_spec(record.spec, data, self.device, callbacks=callbacks, seed=seed,
                         epochs=epoch_cap(record.spec.train.epochs) if soft else rung.epochs,
                         val_split=None, max_seconds=soft, clocked=soft is not None).model

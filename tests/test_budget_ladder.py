@@ -57,6 +57,20 @@ def test_budget_refuses_a_final_share_of_one() -> None:
         Budget.start(60, final_share=1.0)
 
 
+def test_the_end_keeps_the_time_to_score_the_test_split() -> None:
+    from automl_cnn.runners.climb import SCORING_SPEEDUP, scoring_seconds
+
+    # 6,000 test images, twice each (flips averaged), at 1,000 training images/s.
+    assert scoring_seconds(6000, 1000.0, views=2) == pytest.approx(12_000 / (SCORING_SPEEDUP
+                                                                             * 1000))
+    assert scoring_seconds(6000, None) == 0.0  # nothing timed: nothing to go on
+    budget = Budget.start(120, clock=lambda: 0.0)
+    kept = budget.reserving(8.0)
+    assert kept.reserve == pytest.approx(budget.reserve + 8.0)
+    assert kept.final_end == pytest.approx(budget.final_end - 8.0)  # training ends earlier
+    assert budget.reserving(1e6).reserve == pytest.approx(30.0)  # never above a quarter
+
+
 def test_small_budgets_keep_a_small_reserve() -> None:
     assert reserve_for(20) == pytest.approx(2.0)  # a tenth of a tiny budget
     assert reserve_for(1200) == pytest.approx(28.0)
