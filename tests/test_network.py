@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -183,6 +184,13 @@ def test_a_flip_tta_network_exports_to_torchscript_and_onnx(tmp_path: Path) -> N
         expected = net(x)
         scripted = torch.jit.load(str(write_torchscript(net, tmp_path / "m.pt")))
         assert torch.allclose(scripted(x), expected, atol=1e-5)
+    from automl_cnn.export.card import model_card
+
+    meta = {"input_shape": [1, 8, 8], "num_classes": 10, "study_name": "s", "rank": 0,
+            "trial": 0, "dataset": "clutter", "format": "onnx", "value": 0.9, "params": 1,
+            "flops": 1}
+    assert "mirror image" in model_card(spec, meta, files=[])  # the card says what it runs
+    assert "mirror image" not in model_card(replace(spec, head=HeadSpec()), meta, files=[])
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(write_onnx(net, (1, 8, 8), tmp_path / "m.onnx")),

@@ -92,7 +92,10 @@ def model_card(spec: ArchSpec, meta: dict[str, Any], *, files: list[str]) -> str
         "## Metrics\n\n" + metrics_table(meta),
         f"## Input and output\n\nInput: float images of shape (B, {', '.join(map(str, shape))})"
         f" with pixel values scaled to [0, 1] (uint8 / 255). Output: (B, {meta['num_classes']}) "
-        f"logits over the classes {classes}.",
+        f"logits over the classes {classes}."
+        + (" In eval mode the network averages its logits over each image and its mirror "
+           "image (flip test-time augmentation, `head.tta` in arch.json): twice the inference "
+           "cost of one pass." if spec.head.tta == "flip" else ""),
         "## Layers\n\n" + layer_table(spec, shape, meta["num_classes"]),  # type: ignore[arg-type]
         f"Training recipe found by the search: {_recipe(spec)}.",
         "## How to load\n\n" + _how_to_load(meta["format"], ", ".join(map(str, shape))),
