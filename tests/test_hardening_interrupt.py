@@ -130,11 +130,16 @@ def test_a_ctrl_c_while_an_interrupted_search_writes_its_summary_is_ignored() ->
     # batch, and the second arrives while the summary and report are written.
     from automl_cnn.runners.signals import stopping
 
-    before = signal.getsignal(signal.SIGINT)
-    with stopping(True):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # delivered here, and ignored
-    assert signal.getsignal(signal.SIGINT) is before
-    with pytest.raises(KeyboardInterrupt), stopping(False):  # a search that was not stopped
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)
+    # Python's own Ctrl-C handler, whatever ran before; raise_signal delivers to this thread
+    # (os.kill may hand a process-wide signal to another thread: failed once in CI).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with stopping(True):
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.05)  # delivered here, and ignored
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt), stopping(False):  # a search not stopped
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, before)
