@@ -18,6 +18,7 @@ from automl_cnn.strategies import PRUNERS, SAMPLERS
 
 #: Objective name -> Optuna direction. Several objectives make a multi-objective study.
 LADDERS = ("auto", "off")
+TTA_MODES = ("auto", "off")  # see automl_cnn.final_fit.with_tta
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize",
               "latency": "minimize"}  # latency: measured ms per forward on the latency device
 #: Seeds numpy, torch and Lightning all accept (Lightning's ``seed_everything`` bound).
@@ -150,7 +151,7 @@ class SearchConfig:
                             f"{self.final_share}. It is the share of --timeout given to the "
                             "final fit, e.g. 0.5.")
         _one_of("ladder", self.ladder, LADDERS)
-        _one_of("tta", self.tta, LADDERS)
+        _one_of("tta", self.tta, TTA_MODES)
         if self.keep < 1:
             raise UserError(f"--keep must be at least 1, but got {self.keep}.")
         for flag, value in (("--image-size", self.image_size),

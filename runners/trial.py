@@ -260,9 +260,10 @@ class TrialRunner:
         end = WHOLE_SCORE_S + scoring_seconds(len(self.data.y_val), self.images_per_second,
                                               tta_views(self.config, self.data.flip_ok))
         soft = self.deadline - time.time() - end if self.deadline else None
+        clocked = soft is not None
         return fit_spec(record.spec, data, self.device, callbacks=callbacks, seed=seed,
-                        epochs=epoch_cap(record.spec.train.epochs) if soft else rung.epochs,
-                        val_split=None, max_seconds=soft, clocked=soft is not None).model
+                        epochs=epoch_cap(record.spec.train.epochs) if clocked else rung.epochs,
+                        val_split=None, max_seconds=soft, clocked=clocked).model
 
     def _score_end(self, number: int, model: torch.nn.Module,
                    history: list[dict[str, float]]) -> None:
