@@ -142,6 +142,7 @@ def test_a_budget_too_short_to_search_trains_the_first_baseline_for_all_of_it(
 
     assert record.spec.head.tta == "flip" and summary["best"]["arch"]["head"]["tta"] == "flip"
     assert isinstance(load_best(out), FlipAveraged)
+    assert summary["test"]["tta"] == "flip" and "averaged with its mirror image" in printed.out
 
 
 def test_an_in_sample_score_ranks_below_every_held_out_one() -> None:
