@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from automl_cnn.arch import ArchSpec
 from automl_cnn.checkpoint import WEIGHTS, load_checkpoint
@@ -251,17 +251,28 @@ def load_best(source: Source, rank: int = 0, weights: bool = True, *,
         return model.to(device).eval()
     folder = src.checkpoint_for(rank, final=final)
     saved, saved_spec, _ = load_checkpoint(folder)
-    if saved_spec.blocks != spec.blocks or saved_spec.head != spec.head:
+    if not same_network(saved_spec, spec):
         raise UserError(f"the checkpoint {folder} holds another architecture than trial "
                         f"{src.trial(rank).number} of {src.describe()}; the run directory and "
                         "the study do not belong together.")
-    try:
+    try:  # the saved spec: the model handed over may average flips or an ensemble's members
+        model = build_for(saved_spec, shape, src.num_classes,  # type: ignore[arg-type]
+                          searched_on=src.input_shape)
         model.load_state_dict(saved.state_dict())
     except RuntimeError:
         raise UserError(f"the weights in {folder} were trained for input {src.input_shape} and "
                         f"do not fit input {shape} (a flatten head's size depends on the "
                         "input). Use weights=False, or retrain for that input.") from None
     return model.to(device).eval()
+
+
+def same_network(saved: ArchSpec, trial: ArchSpec) -> bool:
+    """Whether a checkpoint's spec is ``trial``'s network: the same blocks and head, apart from
+    what the model handed over adds (flip averaging, ensemble members)."""
+    def plain(spec: ArchSpec) -> tuple[Any, ...]:
+        return spec.blocks, replace(spec.head, tta="none")
+
+    return plain(saved.lead) == plain(trial.lead)
 
 
 def top_architectures(source: Source, k: int = 5, *,

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 #: Bumped when a field changes meaning; ``from_dict`` refuses other versions.
@@ -123,23 +123,45 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """A whole candidate: conv blocks, head and training recipe."""
+    """A whole candidate: conv blocks, head and training recipe.
+
+    ``members``: further networks (each with its own recipe) whose log-probabilities the model
+    averages with this one's — the ensemble a search hands over when near-tied candidates are
+    averaged rather than picked by chance (never sampled; see :mod:`automl_cnn.finalists`).
+    """
 
     blocks: tuple[ConvBlock, ...]
     head: HeadSpec = field(default_factory=HeadSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
+    members: tuple[ArchSpec, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", tuple(self.blocks))
+        object.__setattr__(self, "members", tuple(self.members))
         if not self.blocks:
             raise SpecError("an architecture needs at least one conv block, but got none.")
+        if any(m.members for m in self.members):
+            raise SpecError("an ensemble member cannot itself hold members.")
 
     @property
     def depth(self) -> int:
         return len(self.blocks)
 
+    @property
+    def lead(self) -> ArchSpec:
+        """This network alone (without its ensemble members)."""
+        return replace(self, members=()) if self.members else self
+
+    @property
+    def networks(self) -> tuple[ArchSpec, ...]:
+        """Every network of the model: this one, then its ensemble members."""
+        return (self.lead, *self.members)
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(self.lead)
+        data.pop("members")
+        if self.members:  # a single network's dict keeps its 0.1 shape
+            data["members"] = [m.to_dict() for m in self.members]
         data["version"] = SPEC_VERSION
         return data
 
@@ -160,6 +182,7 @@ class ArchSpec:
                 blocks=tuple(_build(ConvBlock, b, "blocks[]") for b in data.pop("blocks")),
                 head=_build(HeadSpec, data.pop("head", {}), "head"),
                 train=_build(TrainSpec, data.pop("train", {}), "train"),
+                members=tuple(cls.from_dict(m) for m in data.pop("members", ())),
                 **_no_extra(data, "spec"),
             )
         except KeyError as exc:

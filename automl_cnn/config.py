@@ -19,6 +19,7 @@ from automl_cnn.strategies import PRUNERS, SAMPLERS
 #: Objective name -> Optuna direction. Several objectives make a multi-objective study.
 LADDERS = ("auto", "off")
 TTA_MODES = ("auto", "off")  # see automl_cnn.final_fit.with_tta
+MAX_ENSEMBLE = 8  # --ensemble: each member is a final fit, and the model runs them all
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize",
               "latency": "minimize"}  # latency: measured ms per forward on the latency device
 #: Seeds numpy, torch and Lightning all accept (Lightning's ``seed_everything`` bound).
@@ -62,6 +63,8 @@ class SearchConfig:
     ladder: str = "auto"  # auto: a fidelity ladder when the budget needs one; off: never
     # The model users get scores each image and its mirror image (automl_cnn.final_fit.with_tta).
     tta: str = "auto"
+    # The final model averages up to this many near-tied finalists (automl_cnn.finalists).
+    ensemble: int = 3
     # Hard limits (automl_cnn.limits): an architecture over one is recorded, never trained.
     max_params: int | None = None
     max_flops: int | None = None
@@ -152,6 +155,11 @@ class SearchConfig:
                             "final fit, e.g. 0.5.")
         _one_of("ladder", self.ladder, LADDERS)
         _one_of("tta", self.tta, TTA_MODES)
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or not (
+                1 <= self.ensemble <= MAX_ENSEMBLE):
+            raise UserError(f"--ensemble must be a whole number from 1 to {MAX_ENSEMBLE}, but got "
+                            f"{self.ensemble!r}. It is how many near-tied finalists the final "
+                            "model averages; 1 keeps the best alone.")
         if self.keep < 1:
             raise UserError(f"--keep must be at least 1, but got {self.keep}.")
         for flag, value in (("--image-size", self.image_size),

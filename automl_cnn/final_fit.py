@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,34 @@ def fit_final(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
                     callbacks=callbacks, max_seconds=max_seconds, clocked=clocked)
 
 
+def fit_ensemble(specs: Sequence[ArchSpec], plans: Sequence[FinalPlan], data: ImageSplits,
+                 device: Device, *, seed: int, deadline: float | None,
+                 on_epoch: Callable[[dict[str, float]], None] | None = None
+                 ) -> tuple[ArchSpec, FitResult]:
+    """:func:`fit_final` of each spec in turn (each with ``plans[i]``; with a ``deadline``, a
+    ``time.time()`` reading, each gets an equal share of the time left when it starts); one
+    spec gives its own fit, several an :class:`automl_cnn.network.Ensemble` of them with the
+    spec that rebuilds it (the first spec, the others as its ``members``, each with the epochs
+    it trained). The fit's history is the first network's learning curve."""
+    from automl_cnn.network import Ensemble
+    from automl_cnn.training import FitResult
+
+    fits, trained = [], []
+    for i, (spec, plan) in enumerate(zip(specs, plans)):
+        share = None if deadline is None else max(0.0, deadline - time.time()) / (len(specs) - i)
+        fit = fit_final(spec, data, device, seed=seed, plan=plan, max_seconds=share,
+                        on_epoch=on_epoch)
+        fits.append(fit)
+        trained.append(replace(spec, train=replace(spec.train,
+                                                   epochs=len(fit.history) or plan.epochs)))
+    if len(fits) == 1:
+        return trained[0], fits[0]
+    model = Ensemble([f.model for f in fits]).eval()
+    return (replace(trained[0], members=tuple(trained[1:])),
+            FitResult(model, fits[0].history, sum(f.seconds for f in fits),
+                      fits[0].stopped_reason))
+
+
 def save_final(run_dir: Path, fit: FitResult, spec: ArchSpec, meta: CheckpointMeta,
                plan: FinalPlan) -> Path:
     """Checkpoint the final model in ``RUN_DIR/final`` (its spec holds the epochs trained) with
@@ -124,7 +153,8 @@ def save_final(run_dir: Path, fit: FitResult, spec: ArchSpec, meta: CheckpointMe
     from automl_cnn.checkpoint import save_checkpoint
     from automl_cnn.rundir import RunDir
 
-    trained = replace(spec, train=replace(spec.train, epochs=len(fit.history) or plan.epochs))
+    trained = spec if spec.members else replace(
+        spec, train=replace(spec.train, epochs=len(fit.history) or plan.epochs))
     folder = save_checkpoint(RunDir(run_dir).final, fit.model.to("cpu"), trained, meta)
     (folder / HISTORY_FILE).write_text(json.dumps(fit.history, indent=1))
     return folder
@@ -138,5 +168,6 @@ def read_final_history(run_dir: Path) -> list[dict[str, float]]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-__all__ = ["FinalPlan", "epoch_cap", "epoch_seconds_for", "fit_final", "plan_final_fit",
+__all__ = ["FinalPlan", "epoch_cap", "epoch_seconds_for", "fit_ensemble", "fit_final",
+           "plan_final_fit",
            "read_final_history", "save_final", "tta_views", "with_tta"]

@@ -25,7 +25,7 @@ from automl_cnn.shapes import InfeasibleArchitecture, plan_layers
 
 def build_model(
     spec: ArchSpec, input_shape: tuple[int, int, int], num_classes: int
-) -> nn.Sequential:
+) -> nn.Module:
     """Build the network ``spec`` describes for inputs of shape (C, H, W).
 
     The result is ``Sequential(features=Sequential(block1, block2, ...), head=Sequential(...))``

@@ -131,11 +131,12 @@ def flat_width(arch: dict[str, Any], input_shape: tuple[int, int, int]) -> int:
 
 
 def build(arch: dict[str, Any], input_shape: tuple[int, int, int],
-          num_classes: int) -> nn.Sequential:
+          num_classes: int) -> nn.Module:
     """The untrained network of ``arch`` (an arch.json dict) for (C, H, W) inputs.
 
     ``Sequential(features=Sequential(block1, ...), head=Sequential(...))`` maps (B, C, H, W)
-    floats scaled to [0, 1] to (B, num_classes) logits.
+    floats scaled to [0, 1] to (B, num_classes) logits; an arch with ``members`` is an
+    :class:`Ensemble` of this network and each member.
 
     Example:
         >>> arch = json.loads(Path("arch.json").read_text())  # doctest: +SKIP
@@ -145,6 +146,10 @@ def build(arch: dict[str, Any], input_shape: tuple[int, int, int],
     if arch.get("version") != SPEC_VERSION:
         raise ValueError(f"arch.json has spec version {arch.get('version')!r}, but this file "
                          f"reads version {SPEC_VERSION}; export the model again.")
+    if arch.get("members"):
+        lead = {k: v for k, v in arch.items() if k != "members"}
+        return Ensemble([build(a, input_shape, num_classes)
+                         for a in (lead, *arch["members"])])
     width = flat_width(arch, input_shape)
     kind = FlipAveraged if arch["head"].get("tta", "none") == "flip" else nn.Sequential
     return kind(OrderedDict(
@@ -163,6 +168,22 @@ class FlipAveraged(nn.Sequential):
         if self.training:
             return logits
         return (logits + self.head(self.features(torch.flip(x, dims=[3])))) / 2
+
+
+class Ensemble(nn.Module):
+    """Several trained networks as one: the output is the mean of their log-probabilities
+    (log-softmax of each one's logits), so a network that is more confident does not outvote
+    the others by the scale of its logits; ``argmax`` of it is the ensemble's prediction."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(())
+        for member in self.members:  # a plain loop: TorchScript and ONNX export it
+            total = total + F.log_softmax(member(x), dim=1)
+        return total / len(self.members)
 
 
 _DTYPES = {
@@ -190,7 +211,7 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load(folder: str | Path = ".", *, device: str = "cpu") -> nn.Sequential:
+def load(folder: str | Path = ".", *, device: str = "cpu") -> nn.Module:
     """The trained network in ``folder`` (arch.json, meta.json, model.safetensors), eval mode.
 
     Example:

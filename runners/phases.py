@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -22,13 +21,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl_cnn.budget import Budget, format_duration
+from automl_cnn.budget import Budget
 from automl_cnn.checkpoint import CheckpointMeta
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
-from automl_cnn.final_fit import (FinalPlan, epoch_seconds_for, fit_final, plan_final_fit,
+from automl_cnn.final_fit import (FinalPlan, epoch_seconds_for, fit_ensemble, plan_final_fit,
                                   save_final, with_tta)
+from automl_cnn.finalists import ensemble_size, noise_band, pick_finalists
 from automl_cnn.ladder import MIN_SEARCH_TRAININGS, Ladder, plan_ladder, search_pays
 from automl_cnn.record import TrialRecord, records
 from automl_cnn.results import ranked_trials
@@ -36,6 +36,7 @@ from automl_cnn.search_spaces import SearchSpace
 from automl_cnn.tracking import Tracker
 
 from .climb import measure_speed
+from .progress import EpochBar
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def search_bar(plan: SearchPlan, config: SearchConfig, budget: Budget | None, ru
     """The search phase's bar: trials, or the epochs of the one trial a budget too short to
     search trains (``training (no search) 3/9 epochs · 1m10s left``)."""
     if plan.ladder.whole:
-        bar = _EpochBar(plan.ladder.rungs[0].epochs or 1, budget, enabled=enabled,
+        bar = EpochBar(plan.ladder.rungs[0].epochs or 1, budget, enabled=enabled,
                         desc="training (no search)")
         runner.on_epoch = bar.update
         return bar
@@ -149,7 +150,7 @@ MIN_SPARE_S = 5.0
 
 
 def search_rounds(plan: SearchPlan, study: optuna.Study, budget: Budget | None,
-                  data: ImageSplits) -> Iterator[Budget | None]:
+                  data: ImageSplits, config: SearchConfig) -> Iterator[Budget | None]:
     """The search phase's budget; then, once, the same budget with its search phase extended by
     the time the final fit cannot use. The final fit trains at most ``MAX_EPOCH_FACTOR`` × the
     winner's epochs, so on a small set its share is more than it needs (digits at 60 s: the
@@ -157,7 +158,7 @@ def search_rounds(plan: SearchPlan, study: optuna.Study, budget: Budget | None,
     yield budget
     if budget is None or plan.ladder.whole:
         return
-    need = final_fit_need(study, budget, data)
+    need = final_fit_need(study, budget, data, config)
     if need is None or budget.final_left() - FINAL_NEED_MARGIN * need < MIN_SPARE_S:
         return
     kept = FINAL_NEED_MARGIN * need / max(1e-9, budget.total - budget.reserve)
@@ -166,13 +167,18 @@ def search_rounds(plan: SearchPlan, study: optuna.Study, budget: Budget | None,
     yield replace(budget, final_share=min(budget.final_share, kept))
 
 
-def final_fit_need(study: optuna.Study, budget: Budget, data: ImageSplits) -> float | None:
-    """Seconds the final fit of the current winner would train, at most (None: unknown)."""
-    best = best_trial(study)
-    if best is None or best.spec is None:
+def final_fit_need(study: optuna.Study, budget: Budget, data: ImageSplits,
+                   config: SearchConfig) -> float | None:
+    """Seconds the final fit of the current winner (or finalists) would train, at most
+    (None: unknown)."""
+    members = [m for m in final_members(study, config, data, budget.final_left()) if m.spec]
+    if not members:
         return None
-    plan = winner_plan(best, data, budget.final_left())
-    return plan.epochs * plan.epoch_seconds if plan.epoch_seconds else None
+    share = budget.final_left() / len(members)
+    plans = [winner_plan(m, data, share) for m in members]
+    if not all(p.epoch_seconds for p in plans):
+        return None
+    return sum(p.epochs * (p.epoch_seconds or 0.0) for p in plans)
 
 
 def winner_plan(best: TrialRecord, data: ImageSplits, seconds: float | None) -> FinalPlan:
@@ -209,66 +215,64 @@ def best_trial(study: optuna.Study) -> TrialRecord | None:
     return ranked[0] if ranked else None
 
 
+def final_members(study: optuna.Study, config: SearchConfig, data: ImageSplits,
+                  seconds: float | None) -> list[TrialRecord]:
+    """The trials the final fit trains, the winner first: the near-tied finalists
+    (:mod:`automl_cnn.finalists`), as many as ``seconds`` buys each its own recipe's epochs."""
+    ranked = ranked_trials(study)
+    finalists = pick_finalists(ranked, n_train=len(data.y_train), n_val=len(data.y_val),
+                               most=ensemble_size(config))
+    for k in range(len(finalists), 1, -1):
+        share = None if seconds is None else seconds / k
+        if all(f.spec and winner_plan(f, data, share).epochs >= f.spec.train.epochs
+               for f in finalists[:k]):
+            return finalists[:k]
+    return finalists[:1]
+
+
 def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
                   device: Device, run_dir: Path, budget: Budget | None, *,
                   progress: bool = True, tracker: Tracker | None = None
                   ) -> dict[str, Any] | None:
-    """Fit the winner on train + validation; ``None`` when there is no winner or no time."""
+    """Fit the winner (or the near-tied finalists, averaged) on train + validation; ``None``
+    when there is no winner or no time."""
     best = best_trial(study)
     if best is None or best.spec is None or not config.fits_final:
         return None
-    spec = with_tta(best.spec, config, data.flip_ok)
     seconds = budget.final_left() if budget is not None else None
-    plan = winner_plan(best, data, seconds)
-    per_epoch = plan.epoch_seconds
+    members = final_members(study, config, data, seconds)
+    plans = [winner_plan(m, data, None if seconds is None else seconds / len(members))
+             for m in members]
+    per_epoch = plans[0].epoch_seconds
     if seconds is not None and per_epoch and seconds < per_epoch:
         log.info("no time left for a final fit (%.1fs < one epoch %.1fs)", seconds, per_epoch)
         return None
-    bar = _EpochBar(plan.epochs, budget, enabled=progress)
+    bar = EpochBar(sum(p.epochs for p in plans), budget, enabled=progress)
     try:
-        fit = fit_final(spec, data, device, seed=config.seed, plan=plan, max_seconds=seconds,
-                        on_epoch=bar.update)
+        spec, fit = fit_ensemble(
+            [with_tta(m.spec, config, data.flip_ok) for m in members if m.spec], plans, data,
+            device, seed=config.seed, on_epoch=bar.update,
+            deadline=None if seconds is None else time.time() + seconds)
     finally:
         bar.close()
     meta = CheckpointMeta.for_dataset(data, study_name=study.study_name, trial=best.number,
                                       value=best.val_acc, trained_on="train+val")
-    folder = save_final(run_dir, fit, spec, meta, plan)
+    folder = save_final(run_dir, fit, spec, meta, plans[0])
     if tracker is not None:  # the final model becomes the registered champion
         example = data.x_val[:4].float().div(255.0).cpu()
         tracker.final_model(best.number, fit.model.to("cpu").eval(), example,
                             history=fit.history, value=float(best.val_acc or 0.0))
     return {"trial": best.number, "dir": str(folder), "tta": spec.head.tta,
-            "epochs_planned": plan.epochs,
+            "members": [m.number for m in members],
+            "member_epochs": [n.train.epochs for n in spec.networks],
+            "band": round(noise_band(float(best.val_acc or 0.0), len(data.y_val)), 6),
+            "epochs_planned": plans[0].epochs,
             "epochs": len(fit.history), "seconds": round(fit.seconds, 3),
             "stopped": fit.stopped_reason,
             "train_images": len(data.y_train) + len(data.y_val),
             "history": fit.history}
 
 
-class _EpochBar:
-    """``final fit 12/40 epochs · 4m left`` on stderr."""
-
-    def __init__(self, epochs: int, budget: Budget | None, *, enabled: bool,
-                 desc: str = "final fit") -> None:
-        from tqdm.auto import tqdm
-
-        self.budget = budget
-        self.bar = tqdm(total=epochs, unit="epoch", desc=desc, file=sys.stderr,
-                        disable=not enabled, dynamic_ncols=True, leave=True)
-
-    def after_trial(self, *_: Any) -> None:
-        """As an Optuna callback: the epochs are what this bar counts."""
-
-    def update(self, _: dict[str, float]) -> None:
-        if self.budget is not None:
-            self.bar.set_postfix_str(f"{format_duration(self.budget.left())} left",
-                                     refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-__all__ = ["SearchPlan", "best_trial", "budget_summary", "final_fit_need", "for_plan",
-           "plan_search", "rung_counts", "run_final_fit", "search_bar", "search_rounds",
-           "whole_budget_ladder", "winner_plan"]
+__all__ = ["SearchPlan", "best_trial", "budget_summary", "final_fit_need", "final_members",
+           "for_plan", "plan_search", "rung_counts", "run_final_fit", "search_bar",
+           "search_rounds", "whole_budget_ladder", "winner_plan"]

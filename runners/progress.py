@@ -62,3 +62,30 @@ def _finished(study: optuna.Study) -> int:
     from .slots import count_slots  # trials that count towards the target, as the workers see
 
     return count_slots(study.get_trials(deepcopy=False)).used
+
+
+class EpochBar:
+    """``final fit 12/40 epochs · 4m left`` on stderr."""
+
+    def __init__(self, epochs: int, budget: Budget | None, *, enabled: bool,
+                 desc: str = "final fit") -> None:
+        from tqdm.auto import tqdm
+
+        self.budget = budget
+        self.bar = tqdm(total=epochs, unit="epoch", desc=desc, file=sys.stderr,
+                        disable=not enabled, dynamic_ncols=True, leave=True)
+
+    def after_trial(self, *_: Any) -> None:
+        """As an Optuna callback: the epochs are what this bar counts."""
+
+    def update(self, _: dict[str, float]) -> None:
+        if self.budget is not None:
+            self.bar.set_postfix_str(f"{format_duration(self.budget.left())} left",
+                                     refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+__all__ = ["EpochBar", "ProgressBar", "poll_progress"]

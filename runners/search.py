@@ -199,7 +199,8 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     budget, config, target, enough = for_plan(plan, budget, config, study)
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          ladder=plan.ladder, images_per_second=plan.images_per_second)
-    for budget in search_rounds(plan, study, budget, data):  # then time the final fit can spare
+    # The search phase, then the time the final fit can spare.
+    for budget in search_rounds(plan, study, budget, data, config):
         runner.deadline = None if budget is None else time.time() + budget.search_left()
         bar = search_bar(plan, config, budget, runner, enabled=progress)
         interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop,

@@ -220,7 +220,7 @@ def test_time_the_final_fit_cannot_use_goes_back_to_the_search() -> None:
     now = [0.0]
     budget = Budget.start(60, final_share=0.5, clock=lambda: now[0])
     plan = SearchPlan(Ladder.flat(1000), 1e4, 0.0)
-    rounds = search_rounds(plan, study, budget, data)
+    rounds = search_rounds(plan, study, budget, data, SearchConfig())
     assert next(rounds) is budget
     now[0] = budget.search_end  # the planned search phase is over
     extended = next(rounds)
@@ -232,4 +232,4 @@ def test_time_the_final_fit_cannot_use_goes_back_to_the_search() -> None:
     assert list(rounds) == []  # once
     # A budget too short to search, or a final fit that needs its whole share: one round.
     whole = SearchPlan(Ladder.whole_budget(1000, 5, "short"), 1e4, 0.0)
-    assert list(search_rounds(whole, study, budget, data)) == [budget]
+    assert list(search_rounds(whole, study, budget, data, SearchConfig())) == [budget]

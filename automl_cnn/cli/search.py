@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from typing import Any
 
 from automl_cnn.strategies import PRUNERS, SAMPLERS
@@ -94,19 +93,6 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
                    help="batch size of the timed forward pass (and the memory limit)")
 
 
-def print_limits_and_front(summary: dict[str, Any], out: Any) -> None:
-    """Trials the hard limits kept from training, and the size of the Pareto front."""
-    over = summary.get("over_limit") or {}
-    if over:
-        print(f"Over a hard limit, never trained: {sum(over.values())} trials ("
-              + ", ".join(f"{k} {v}" for k, v in over.items()) + ")", file=out)
-    front = summary.get("pareto") or []
-    if front:
-        print(f"Pareto front ({', '.join(summary['pareto_objectives'])}): {len(front)} trials; "
-              "list them with automl-cnn best --pareto, ship one with export --pareto I",
-              file=out)
-
-
 def target_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The SearchConfig fields of :func:`add_target_arguments`."""
     return {name: getattr(args, name) for name in (
@@ -130,6 +116,11 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--ladder", default="auto", choices=("auto", "off"),
                         help="fidelity ladder (more data and epochs for promoted trials) when "
                              "--timeout needs one; off: every trial trains on the whole split")
+    budget.add_argument("--ensemble", type=int, default=3, metavar="K",
+                        help="the final model averages up to K finalists whose validation "
+                             "scores are too close to tell apart (within two standard errors "
+                             "of the best); 1: the best alone. Off under a size or latency "
+                             "limit")
     budget.add_argument("--tta", default="auto", choices=("auto", "off"),
                         help="the model you get averages its logits over each image and its "
                              "mirror image where the data's labels survive a flip and no "
@@ -144,7 +135,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     trials = args.trials if args.trials is not None else (None if timeout else 100)
     return SearchConfig(
         trials=trials, timeout=timeout, final_share=args.final_share,
-        final_fit=args.final_fit, ladder=args.ladder, tta=args.tta, dataset=args.dataset,
+        final_fit=args.final_fit, ladder=args.ladder, tta=args.tta, ensemble=args.ensemble,
+        dataset=args.dataset,
         space=args.space,
         sampler=args.sampler, pruner=args.pruner, storage=args.storage,
         study_name=args.study_name, seed=args.seed, device=args.device, out=args.out,
@@ -175,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from automl_cnn.runners.search import run_search
+
+    from .summary_text import print_summary
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
     outcome = run_search(config, resume=args.resume, join=args.join,
@@ -234,66 +228,3 @@ def resume_command(args: argparse.Namespace) -> str:
             words += [flag, without_password(str(value)) if action.dest in (
                 "storage", "tracking_uri") else str(value)]
     return shlex.join(words + ["--join" if args.join else "--resume"])
-
-
-def print_summary(summary: dict[str, Any], out: Any = None) -> None:
-    from automl_cnn.rundir import RunDir
-    from automl_cnn.shapes import format_plan_rows
-
-    out = out or sys.stdout
-    counts = summary["counts"]
-    print(f"\nStudy {summary['study_name']}: {summary['trials']} trials "
-          f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}) "
-          f"in {summary['wall_seconds']:.1f}s on {summary['device']}", file=out)
-    best = summary.get("best")
-    if not best:
-        print("No trial completed yet, so there is no best architecture.", file=out)
-    else:
-        print(f"Best trial {best['trial']}: val_acc {best['value']:.4f}, "
-              f"{best['params']:,} params, {best['flops']:,} FLOPs, "
-              f"receptive field {best['receptive_field']}px"
-              + (f", {best['latency_ms']:.3f} ms on {best['latency_device']}"
-                 if best.get("latency_ms") is not None else ""), file=out)
-        print_budget(summary, out)
-        if summary.get("test"):
-            which = ("final model (trained on train + validation)"
-                     if summary["test"].get("model") == "final" else "best model")
-            if summary["test"].get("tta") == "flip":
-                which += ", each image averaged with its mirror image"
-            print(f"Test accuracy of the {which}, evaluated once: "
-                  f"{summary['test']['accuracy']:.4f}", file=out)
-        print(format_plan_rows(best["layer_plan"]), file=out)
-    print_limits_and_front(summary, out)
-    run_dir = RunDir(summary["run_dir"])
-    print(f"\nRun directory: {run_dir.path}  ({run_dir.summary.name}, {run_dir.models.name}/, "
-          f"{run_dir.config.name})", file=out)
-    if summary.get("report"):
-        print(f"Report: {summary['report']}  (open it in a browser; works offline)", file=out)
-    print(f"Study storage: {summary['storage']}", file=out)
-
-
-def print_budget(summary: dict[str, Any], out: Any) -> None:
-    """Phases' wall times, the ladder's rungs and the final fit, when there were any."""
-    phases = summary.get("phases") or {}
-    if summary.get("timeout") or summary.get("final"):
-        budget = f" of a {summary['timeout']:.0f}s budget" if summary.get("timeout") else ""
-        print(f"Wall time {summary['wall_seconds']:.1f}s{budget}: " + ", ".join(
-            f"{k.replace('_', ' ')} {v:.1f}s" for k, v in phases.items()), file=out)
-    ladder = summary.get("ladder") or {}
-    rungs = ladder.get("rungs") or []
-    if ladder.get("whole") and rungs:
-        epochs = (summary.get("best") or {}).get("epochs_trained") or rungs[0]["epochs"]
-        print(f"No search: {ladder['reason']} ({epochs} epochs on "
-              f"{rungs[0]['images']:,} train + validation images, so its validation score is "
-              "in-sample). Give a longer --timeout to search.", file=out)
-    elif len(rungs) > 1:
-        held = summary.get("rungs") or []
-        print("Fidelity ladder (eta 3): " + "; ".join(
-            f"rung {r['rung']}: {r['images']:,} images x {r['epochs']} epochs, "
-            f"{held[i] if i < len(held) else 0} trials" for i, r in enumerate(rungs)), file=out)
-    final = summary.get("final")
-    if final:
-        print(f"Final fit of trial {final['trial']}: {final['epochs']} epochs on "
-              f"{final['train_images']:,} train + validation images in {final['seconds']:.1f}s"
-              + (f" (stopped: {final['stopped']})" if final.get("stopped") else ""), file=out)
-

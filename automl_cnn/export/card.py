@@ -95,8 +95,13 @@ def model_card(spec: ArchSpec, meta: dict[str, Any], *, files: list[str]) -> str
         f"logits over the classes {classes}."
         + (" In eval mode the network averages its logits over each image and its mirror "
            "image (flip test-time augmentation, `head.tta` in arch.json): twice the inference "
-           "cost of one pass." if spec.head.tta == "flip" else ""),
-        "## Layers\n\n" + layer_table(spec, shape, meta["num_classes"]),  # type: ignore[arg-type]
+           "cost of one pass." if spec.head.tta == "flip" else "")
+        + (f" It is an ensemble of {len(spec.networks)} networks trained separately (the search's"
+           " finalists, too close on validation to tell apart): it outputs the mean of their "
+           "log-probabilities, at the sum of their costs. The layers below are the first "
+           "network's; `members` in arch.json holds the others." if spec.members else ""),
+        "## Layers\n\n"
+        + layer_table(spec.lead, shape, meta["num_classes"]),  # type: ignore[arg-type]
         f"Training recipe found by the search: {_recipe(spec)}.",
         "## How to load\n\n" + _how_to_load(meta["format"], ", ".join(map(str, shape))),
         "## Files\n\n" + "\n".join(f"- `{name}`" for name in files),

@@ -100,8 +100,8 @@ def export_model(source: Source, out: str | Path, *, rank: int = 0, fmt: str = "
     rank = src.pareto_rank(pareto) if pareto is not None else rank
     model, spec, saved = load_checkpoint(_pick_weights(src, rank, retrained, seed))
     meta = _export_meta(src, rank, fmt, CheckpointMeta.from_dict(saved), retrained)
-    plan = plan_layers(spec, meta.input_shape, meta.num_classes)
-    meta = replace(meta, params=plan.params, flops=plan.flops)
+    plans = [plan_layers(n, meta.input_shape, meta.num_classes) for n in spec.networks]
+    meta = replace(meta, params=sum(p.params for p in plans), flops=sum(p.flops for p in plans))
     with replacing(out) as tmp:
         write_checkpoint(tmp, model, spec, meta)  # arch.json, meta.json, model.safetensors
         extra = write_extra(model, meta.input_shape, tmp)
