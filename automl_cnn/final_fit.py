@@ -168,6 +168,17 @@ def read_final_history(run_dir: Path) -> list[dict[str, float]]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def read_final_networks(run_dir: Path) -> int:
+    """How many networks the final model averages (1: one network; 0: no final model)."""
+    from automl_cnn.checkpoint import CheckpointError, read_spec
+    from automl_cnn.rundir import RunDir
+
+    try:
+        return len(read_spec(RunDir(run_dir).final).networks)
+    except CheckpointError:
+        return 0
+
+
 __all__ = ["FinalPlan", "epoch_cap", "epoch_seconds_for", "fit_ensemble", "fit_final",
            "plan_final_fit",
-           "read_final_history", "save_final", "tta_views", "with_tta"]
+           "read_final_history", "read_final_networks", "save_final", "tta_views", "with_tta"]

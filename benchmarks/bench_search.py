@@ -29,8 +29,11 @@ def run_once(trials: int, seed: int, mlflow: bool, workdir: Path) -> dict:
                    env={**__import__("os").environ, "MLFLOW_TRACKING_URI": env_uri})
     wall = time.perf_counter() - started
     summary = json.loads((out / "summary.json").read_text())
+    final = summary.get("final") or {}
     return {"seed": seed, "wall_s": wall, "counts": summary["counts"],
-            "best_val": summary["best"]["value"], "test_acc": summary["test"]["accuracy"]}
+            "best_val": summary["best"]["value"], "test_acc": summary["test"]["accuracy"],
+            "phases": summary.get("phases") or {},
+            "members": final.get("members") or [], "epochs": final.get("member_epochs") or []}
 
 
 def main() -> None:
@@ -41,13 +44,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_once(args.trials, s, not args.no_mlflow, Path(tmp)) for s in args.seeds]
-    print(f"| seed | wall (s) | complete / pruned / infeasible / failed | best val acc | test acc |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| seed | wall (s) | complete / pruned / infeasible / failed | best val acc | test acc "
+          "| final model: trials (epochs) | phases (s) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         c = r["counts"]
+        members = ", ".join(f"{m} ({e})" for m, e in zip(r["members"], r["epochs"]))
+        phases = ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items())
         print(f"| {r['seed']} | {r['wall_s']:.0f} | {c['complete']} / {c['pruned']} / "
-              f"{c['infeasible']} / {c['failed']} | {r['best_val']:.4f} | {r['test_acc']:.4f} |")
-
+              f"{c['infeasible']} / {c['failed']} | {r['best_val']:.4f} | {r['test_acc']:.4f} "
+              f"| {members} | {phases} |")
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import plotly.graph_objects as go
 
-from automl_cnn.final_fit import read_final_history
+from automl_cnn.final_fit import read_final_history, read_final_networks
 from automl_cnn.record import TrialRecord, record_of
 
 from .sections import Figure, Section
@@ -122,8 +122,11 @@ def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
             + ". A filled marker went on to the next rung; a hollow one stopped there.")
         section.items.append(Figure("ladder", ladder_figure(points)))
     if rows:
+        networks = read_final_networks(Path(run_dir)) if run_dir else 1
+        which = (f"the first of {networks} finalists it averages (too close on validation to "
+                 "pick one); the average " if networks > 1 else "this model ")
         section.items.append(Figure("final_fit", final_figure(rows),
-                                    f"{len(rows)} epochs over train + validation; this model "
+                                    f"{len(rows)} epochs over train + validation: {which}"
                                     "is the one tested, exported and loaded by load_best."))
     return [section]
 

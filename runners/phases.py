@@ -29,7 +29,8 @@ from automl_cnn.device import Device
 from automl_cnn.final_fit import (FinalPlan, epoch_seconds_for, fit_ensemble, plan_final_fit,
                                   save_final, with_tta)
 from automl_cnn.finalists import ensemble_size, noise_band, pick_finalists
-from automl_cnn.ladder import MIN_SEARCH_TRAININGS, Ladder, plan_ladder, search_pays
+from automl_cnn.ladder import (MIN_SEARCH_TRAININGS, Ladder, plan_ladder, search_pays,
+                               too_small_to_ladder)
 from automl_cnn.record import TrialRecord, records
 from automl_cnn.results import ranked_trials
 from automl_cnn.search_spaces import SearchSpace
@@ -68,9 +69,10 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
 
     speeds = timed(specs[:1])
     epochs = [s.train.epochs for s in specs] or [space.max_epochs]
-    if speeds and speeds[0] and not search_pays(total_seconds=budget.final_left(),
-                                                images_per_second=speeds[0], train_images=n,
-                                                spec_epochs=epochs[0]):
+    short = bool(speeds and speeds[0]) and not search_pays(
+        total_seconds=budget.final_left(), images_per_second=speeds[0], train_images=n,
+        spec_epochs=epochs[0])
+    if short and not too_small_to_ladder(n, data.num_classes):
         # Too short to search: the first baseline is all that trains, so the others' speed
         # is not worth the budget's time.
         ladder = whole_budget_ladder(data, budget.final_left(), speeds[0], epochs[0])

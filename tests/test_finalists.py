@@ -186,6 +186,8 @@ def test_a_digits_search_hands_over_the_average_of_its_near_tied_finalists(
                               n_val=len(data.y_val), most=3)
     assert len(expected) >= 2 and final["members"] == [r.number for r in expected]
     assert f"the average of trials {', '.join(map(str, final['members']))}" in printed
+    assert f"the first of {len(expected)} finalists it averages" in (
+        out / "report.html").read_text()
     net = load_best(out)  # the model tested is the model users import and export
     assert isinstance(net, Ensemble) and len(net.members) == len(expected)
     with torch.no_grad():
