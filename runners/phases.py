@@ -29,8 +29,8 @@ from automl_cnn.device import Device
 from automl_cnn.final_fit import (FinalPlan, epoch_seconds_for, fit_ensemble, plan_final_fit,
                                   save_final, with_tta)
 from automl_cnn.finalists import ensemble_size, noise_band, pick_finalists
-from automl_cnn.ladder import (MIN_SEARCH_TRAININGS, Ladder, plan_ladder, search_pays,
-                               too_small_to_ladder)
+from automl_cnn.ladder import (MIN_SEARCH_TRAININGS, Ladder, min_search_trainings, plan_ladder,
+                               search_pays)
 from automl_cnn.record import TrialRecord, records
 from automl_cnn.results import ranked_trials
 from automl_cnn.search_spaces import SearchSpace
@@ -69,13 +69,13 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
 
     speeds = timed(specs[:1])
     epochs = [s.train.epochs for s in specs] or [space.max_epochs]
-    short = bool(speeds and speeds[0]) and not search_pays(
-        total_seconds=budget.final_left(), images_per_second=speeds[0], train_images=n,
-        spec_epochs=epochs[0])
-    if short and not too_small_to_ladder(n, data.num_classes):
+    least = min_search_trainings(n, data.num_classes)
+    if speeds and speeds[0] and not search_pays(
+            total_seconds=budget.final_left(), images_per_second=speeds[0], train_images=n,
+            spec_epochs=epochs[0], min_trainings=least):
         # Too short to search: the first baseline is all that trains, so the others' speed
         # is not worth the budget's time.
-        ladder = whole_budget_ladder(data, budget.final_left(), speeds[0], epochs[0])
+        ladder = whole_budget_ladder(data, budget.final_left(), speeds[0], epochs[0], least)
         log.info("no search: %s", ladder.reason)
         return SearchPlan(ladder, speeds[0], time.perf_counter() - started)
     speeds += timed(specs[1:])
@@ -90,7 +90,7 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
 #: A trial's Trainer, first batch and checkpoint cost about this much beyond its epochs (CPU).
 TRIAL_SETUP_S = 3.0
 def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: float,
-                        spec_epochs: int) -> Ladder:
+                        spec_epochs: int, least: int = MIN_SEARCH_TRAININGS) -> Ladder:
     """The plan when the budget is too short to search: the space's first baseline trains on
     train + validation (there is nothing to select, so no image is held out) until the search
     deadline, its schedule run by the clock (:func:`automl_cnn.training.fit_spec`'s
@@ -104,7 +104,7 @@ def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: fl
     trainings = seconds * images_per_second / (n * spec_epochs)
     return Ladder.whole_budget(n + n_val, epochs, (
         f"the budget buys {trainings:.1f} full trainings, fewer than the "
-        f"{MIN_SEARCH_TRAININGS} a search needs: the first baseline trains for all of it"))
+        f"{least} a search needs: the first baseline trains for all of it"))
 
 
 def for_plan(plan: SearchPlan, budget: Budget | None, config: SearchConfig,

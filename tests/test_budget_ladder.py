@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from automl_cnn.budget import Budget, format_duration, parse_duration, reserve_for
@@ -231,29 +233,31 @@ def test_the_model_handed_over_averages_flips_only_where_that_is_sound() -> None
                     flip_ok=True) == spec
 
 
-def test_a_split_too_small_to_ladder_is_searched_at_any_budget() -> None:
+def test_a_split_too_small_to_ladder_searches_from_fewer_full_trainings() -> None:
     # digits (1,079 training images): its trials are cheap (pruned after an epoch or two), so
-    # a budget that buys few *full* trainings still buys a search; training the first baseline
-    # alone lost to the flat search at 60 s on a slow CPU (0.9889 against 0.9944).
+    # a budget that buys 10 *full* trainings still buys a search; training the first baseline
+    # alone lost to the search at 60 s on a slow CPU (about 20 trainings: 0.9898 against 0.9944).
+    import optuna
+
     from automl_cnn.budget import Budget
-    from automl_cnn.config import SearchConfig
     from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
-    from automl_cnn.ladder import too_small_to_ladder
+    from automl_cnn.ladder import MIN_SMALL_SEARCH_TRAININGS, min_search_trainings
+    from automl_cnn.runners.climb import measure_speed
     from automl_cnn.runners.phases import plan_search
     from automl_cnn.search_spaces import load_space
 
-    import optuna
-
+    assert min_search_trainings(1079, 10) == MIN_SMALL_SEARCH_TRAININGS < MIN_SEARCH_TRAININGS
+    assert min_search_trainings(20_400, 20) == MIN_SEARCH_TRAININGS  # clutter: laddered
     data = load_dataset("digits", seed=0)
     space = load_space("default")
     first = space.sample(optuna.trial.FixedTrial(space.baselines[0].params), flip_ok=False)
-    budget = Budget.start(10, final_share=0.5)
-    plan = plan_search(SearchConfig(timeout=10), space, data, resolve_device("cpu"), budget)
-    n = len(data.y_train)
-    assert too_small_to_ladder(n, data.num_classes)
-    assert plan.images_per_second is not None
-    assert not search_pays(total_seconds=10, images_per_second=plan.images_per_second,
-                           train_images=n, spec_epochs=first.train.epochs)
-    assert not plan.ladder.whole and plan.ladder.is_flat  # searched flat all the same
-    assert not too_small_to_ladder(20_400, 20)  # clutter's split is laddered (or not searched)
+    device = resolve_device("cpu")
+    full = len(data.y_train) * first.train.epochs / measure_speed(first, data, device, steps=24)
+    budget = Budget.start(10 * full, final_share=0.5)
+    budget = replace(budget, total=budget.total + budget.reserve)  # 10 trainings after it
+    plan = plan_search(SearchConfig(timeout=budget.total), space, data, device, budget)
+    assert not plan.ladder.whole and plan.ladder.is_flat  # searched, flat
+    short = replace(budget, total=2 * full + budget.reserve)  # 2 trainings: too short
+    whole = plan_search(SearchConfig(timeout=short.total), space, data, device, short).ladder
+    assert whole.whole and f"fewer than the {MIN_SMALL_SEARCH_TRAININGS}" in whole.reason
