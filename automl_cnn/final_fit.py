@@ -8,8 +8,9 @@ any one search trial could be given. The epochs are sized to fill the final shar
 learning-rate schedule runs by the clock: it anneals over the seconds given (or the capped
 epochs, if those end first), so the fit ends annealed at its deadline whether the machine runs
 faster or slower than measured. Without a time
-budget (``--trials N``), the winner is retrained for its own epoch count on train + validation:
-a near-tie on a small validation split is then settled by more data rather than by chance.
+budget (``--trials N``), the winner is retrained for its own epoch count on train + validation.
+Where several trials are too close on validation to tell apart, each is fit and the model
+handed over is their average (:func:`fit_ensemble`; who they are: :mod:`automl_cnn.finalists`).
 
 Example:
     >>> plan = plan_final_fit(seconds=120, epoch_seconds=4.0, spec_epochs=12)
@@ -180,5 +181,5 @@ def read_final_networks(run_dir: Path) -> int:
 
 
 __all__ = ["FinalPlan", "epoch_cap", "epoch_seconds_for", "fit_ensemble", "fit_final",
-           "plan_final_fit",
-           "read_final_history", "read_final_networks", "save_final", "tta_views", "with_tta"]
+           "plan_final_fit", "read_final_history", "read_final_networks", "save_final",
+           "tta_views", "with_tta"]

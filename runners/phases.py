@@ -137,7 +137,7 @@ def search_bar(plan: SearchPlan, config: SearchConfig, budget: Budget | None, ru
     search trains (``training (no search) 3/9 epochs · 1m10s left``)."""
     if plan.ladder.whole:
         bar = EpochBar(plan.ladder.rungs[0].epochs or 1, budget, enabled=enabled,
-                        desc="training (no search)")
+                       desc="training (no search)")
         runner.on_epoch = bar.update
         return bar
     from .progress import ProgressBar
