@@ -245,19 +245,19 @@ def load_best(source: Source, rank: int = 0, weights: bool = True, *,
         rank = src.pareto_rank(pareto)
     spec = src.spec(rank)
     shape = tuple(input_shape) if input_shape is not None else src.input_shape
-    model = build_for(spec, shape, src.num_classes,  # type: ignore[arg-type]
-                      searched_on=src.input_shape)
     if not weights:
-        return model.to(device).eval()
+        return build_for(spec, shape, src.num_classes,  # type: ignore[arg-type]
+                         searched_on=src.input_shape).to(device).eval()
     folder = src.checkpoint_for(rank, final=final)
     saved, saved_spec, _ = load_checkpoint(folder)
     if not same_network(saved_spec, spec):
         raise UserError(f"the checkpoint {folder} holds another architecture than trial "
                         f"{src.trial(rank).number} of {src.describe()}; the run directory and "
                         "the study do not belong together.")
-    try:  # the saved spec: the model handed over may average flips or an ensemble's members
-        model = build_for(saved_spec, shape, src.num_classes,  # type: ignore[arg-type]
-                          searched_on=src.input_shape)
+    # The saved spec: the model handed over may average flips or an ensemble's members.
+    model = build_for(saved_spec, shape, src.num_classes,  # type: ignore[arg-type]
+                      searched_on=src.input_shape)
+    try:
         model.load_state_dict(saved.state_dict())
     except RuntimeError:
         raise UserError(f"the weights in {folder} were trained for input {src.input_shape} and "

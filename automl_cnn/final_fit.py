@@ -83,8 +83,7 @@ def with_tta(spec: ArchSpec, config: SearchConfig, flip_ok: bool) -> ArchSpec:
 def tta_views(config: SearchConfig, flip_ok: bool) -> int:
     """How many times the model a search hands over sees each image: 2 where :func:`with_tta`
     averages flips, else 1."""
-    latency = config.max_latency_ms is not None or "latency" in config.objectives
-    return 1 if config.tta == "off" or not flip_ok or latency else 2
+    return 1 if config.tta == "off" or not flip_ok or config.measures_latency else 2
 
 
 def epoch_cap(spec_epochs: int) -> int:
@@ -147,16 +146,14 @@ def fit_ensemble(specs: Sequence[ArchSpec], plans: Sequence[FinalPlan], data: Im
                       fits[0].stopped_reason))
 
 
-def save_final(run_dir: Path, fit: FitResult, spec: ArchSpec, meta: CheckpointMeta,
-               plan: FinalPlan) -> Path:
-    """Checkpoint the final model in ``RUN_DIR/final`` (its spec holds the epochs trained) with
-    its learning curve beside it (``history.json``)."""
+def save_final(run_dir: Path, fit: FitResult, spec: ArchSpec, meta: CheckpointMeta) -> Path:
+    """Checkpoint the final model in ``RUN_DIR/final`` (``spec`` as :func:`fit_ensemble`
+    returns it, holding the epochs each network trained) with its learning curve beside it
+    (``history.json``)."""
     from automl_cnn.checkpoint import save_checkpoint
     from automl_cnn.rundir import RunDir
 
-    trained = spec if spec.members else replace(
-        spec, train=replace(spec.train, epochs=len(fit.history) or plan.epochs))
-    folder = save_checkpoint(RunDir(run_dir).final, fit.model.to("cpu"), trained, meta)
+    folder = save_checkpoint(RunDir(run_dir).final, fit.model.to("cpu"), spec, meta)
     (folder / HISTORY_FILE).write_text(json.dumps(fit.history, indent=1))
     return folder
 

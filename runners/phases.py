@@ -173,14 +173,10 @@ def final_fit_need(study: optuna.Study, budget: Budget, data: ImageSplits,
                    config: SearchConfig) -> float | None:
     """Seconds the final fit of the current winner (or finalists) would train, at most
     (None: unknown)."""
-    members = [m for m in final_members(study, config, data, budget.final_left()) if m.spec]
-    if not members:
+    chosen = final_plans(study, config, data, budget.final_left())
+    if not chosen or not all(plan.epoch_seconds for _, plan in chosen):
         return None
-    share = budget.final_left() / len(members)
-    plans = [winner_plan(m, data, share) for m in members]
-    if not all(p.epoch_seconds for p in plans):
-        return None
-    return sum(p.epochs * (p.epoch_seconds or 0.0) for p in plans)
+    return sum(plan.epochs * (plan.epoch_seconds or 0.0) for _, plan in chosen)
 
 
 def winner_plan(best: TrialRecord, data: ImageSplits, seconds: float | None) -> FinalPlan:
@@ -212,24 +208,22 @@ def budget_summary(study: optuna.Study, config: SearchConfig, plan: SearchPlan |
             "rungs": rung_counts(study), "final": final}
 
 
-def best_trial(study: optuna.Study) -> TrialRecord | None:
-    ranked = ranked_trials(study)
-    return ranked[0] if ranked else None
-
-
-def final_members(study: optuna.Study, config: SearchConfig, data: ImageSplits,
-                  seconds: float | None) -> list[TrialRecord]:
-    """The trials the final fit trains, the winner first: the near-tied finalists
-    (:mod:`automl_cnn.finalists`), as many as ``seconds`` buys each its own recipe's epochs."""
-    ranked = ranked_trials(study)
-    finalists = pick_finalists(ranked, n_train=len(data.y_train), n_val=len(data.y_val),
-                               most=ensemble_size(config))
-    for k in range(len(finalists), 1, -1):
+def final_plans(study: optuna.Study, config: SearchConfig, data: ImageSplits,
+                seconds: float | None) -> list[tuple[TrialRecord, FinalPlan]]:
+    """The trials the final fit trains, each with its plan, the winner first: the near-tied
+    finalists (:mod:`automl_cnn.finalists`), as many as an equal share of ``seconds`` buys
+    each its own recipe's epochs; ``[]`` when there is no winner with an architecture."""
+    finalists = pick_finalists(ranked_trials(study), n_train=len(data.y_train),
+                               n_val=len(data.y_val), most=ensemble_size(config))
+    if not finalists or finalists[0].spec is None:
+        return []
+    for k in range(len(finalists), 0, -1):
         share = None if seconds is None else seconds / k
-        if all(f.spec and winner_plan(f, data, share).epochs >= f.spec.train.epochs
-               for f in finalists[:k]):
-            return finalists[:k]
-    return finalists[:1]
+        plans = [winner_plan(f, data, share) for f in finalists[:k]]
+        if k == 1 or all(f.spec is not None and plan.epochs >= f.spec.train.epochs
+                         for f, plan in zip(finalists, plans)):
+            return list(zip(finalists[:k], plans))
+    return []
 
 
 def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
@@ -238,13 +232,12 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
                   ) -> dict[str, Any] | None:
     """Fit the winner (or the near-tied finalists, averaged) on train + validation; ``None``
     when there is no winner or no time."""
-    best = best_trial(study)
-    if best is None or best.spec is None or not config.fits_final:
-        return None
     seconds = budget.final_left() if budget is not None else None
-    members = final_members(study, config, data, seconds)
-    plans = [winner_plan(m, data, None if seconds is None else seconds / len(members))
-             for m in members]
+    chosen = final_plans(study, config, data, seconds) if config.fits_final else []
+    if not chosen:
+        return None
+    members, plans = [m for m, _ in chosen], [plan for _, plan in chosen]
+    best = members[0]
     per_epoch = plans[0].epoch_seconds
     if seconds is not None and per_epoch and seconds < per_epoch:
         log.info("no time left for a final fit (%.1fs < one epoch %.1fs)", seconds, per_epoch)
@@ -259,7 +252,7 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
         bar.close()
     meta = CheckpointMeta.for_dataset(data, study_name=study.study_name, trial=best.number,
                                       value=best.val_acc, trained_on="train+val")
-    folder = save_final(run_dir, fit, spec, meta, plans[0])
+    folder = save_final(run_dir, fit, spec, meta)
     if tracker is not None:  # the final model becomes the registered champion
         example = data.x_val[:4].float().div(255.0).cpu()
         tracker.final_model(best.number, fit.model.to("cpu").eval(), example,
@@ -275,6 +268,6 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
             "history": fit.history}
 
 
-__all__ = ["SearchPlan", "best_trial", "budget_summary", "final_fit_need", "final_members",
+__all__ = ["SearchPlan", "budget_summary", "final_fit_need", "final_plans",
            "for_plan", "plan_search", "rung_counts", "run_final_fit", "search_bar",
            "search_rounds", "whole_budget_ladder", "winner_plan"]
