@@ -202,3 +202,35 @@ def test_a_digits_search_hands_over_the_average_of_its_near_tied_finalists(
     with torch.no_grad():
         assert torch.allclose(torch.tensor(json.loads(got)), net(torch.rand(2, 1, 8, 8)),
                               atol=1e-5)
+
+
+def test_under_a_budget_the_finalists_train_only_while_each_gets_its_own_epochs() -> None:
+    from automl_cnn.data import ImageSplits
+    from automl_cnn.runners.phases import final_fit_need, final_plans
+
+    def images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(n, 1, 8, 8, dtype=torch.uint8), torch.arange(n) % 2
+
+    (xt, yt), (xv, yv), (xs, ys) = images(1000), images(400), images(10)
+    data = ImageSplits("blank", ("a", "b"), xt, yt, xv, yv, xs, ys)
+    study = optuna.create_study(direction="maximize")
+    for record in (done(0, 0.95), done(1, 0.948, NET_B)):  # 0.05 s an epoch on 1,000 images
+        study.add_trial(optuna.trial.create_trial(value=record.values[0],
+                                                  user_attrs=record_attrs(record)))
+    config = SearchConfig()
+    # Each epoch on train + validation: 0.07 s. NET_A needs 3 epochs, NET_B 2.
+    assert [m.number for m, _ in final_plans(study, config, data, None)] == [0, 1]
+    both = final_plans(study, config, data, 2 * 3 * 0.07 + 0.01)  # a share buys 3 epochs each
+    assert [m.number for m, _ in both] == [0, 1] and both[0][1].epochs == 3
+    alone = final_plans(study, config, data, 2 * 3 * 0.07 - 0.02)  # a half-share is short
+    assert [m.number for m, _ in alone] == [0] and alone[0][1].epochs >= 3
+    assert final_plans(study, config.replace(ensemble=1), data, None)[0][0].number == 0
+    assert len(final_plans(study, config.replace(ensemble=1), data, None)) == 1
+    # What the search phase keeps back for the final fit counts every member it will train.
+    from automl_cnn.budget import Budget
+
+    budget = Budget.start(100, final_share=0.5, clock=lambda: 0.0)
+    need = final_fit_need(study, budget, data, config)
+    assert need == pytest.approx(sum(p.epochs * (p.epoch_seconds or 0) for _, p in
+                                     final_plans(study, config, data, budget.final_left())))
+    assert need > final_fit_need(study, budget, data, config.replace(ensemble=1))
