@@ -11,6 +11,7 @@ on more images, so a rung's score never depends on the path that led there.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -85,30 +86,51 @@ def rung_time_cap(rung: Rung, images_per_second: float | None) -> float | None:
 def measure_speed(spec: ArchSpec, data: ImageSplits, device: Device, *, steps: int = 6,
                   warmup: int = 1, max_seconds: float = 5.0) -> float:
     """Training images per second of ``spec`` on ``data`` (forward, backward, SGD step on
-    augmented batches), timed over a few steps after a warm-up, and never for longer than
-    ``max_seconds`` (on a slow or busy machine, fewer steps are timed)."""
+    augmented batches, in the precision the search trains in), timed over a few steps after a
+    warm-up, and never for longer than ``max_seconds`` (on a slow or busy machine, fewer steps
+    are timed).
+
+    The warm-up is never timed and ``max_seconds`` counts from its end: a first step pays
+    one-off costs (CUDA's context, cuDNN's choice of kernels) that can take seconds on a GPU
+    whose steps take milliseconds. Timing it made an H100 read 105 images/s instead of ~17,000
+    once a short budget left less than its first step's time to the timing, and the plan then
+    left no time to train. At least one step after the warm-up is always timed.
+    """
     t = spec.train
     torch.manual_seed(0)
     model = build_model(spec, data.input_shape, data.num_classes).to(data.x_train.device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     batches = make_batches(data, "train", batch_size=t.batch_size, shuffle=True, seed=0,
                            crop_padding=t.crop_padding, flip=t.flip, drop_last=False)
+    cast = _autocast(device)
     began = time.perf_counter()
-    started, seen = began, 0
+    started: float | None = None
+    seen = 0
     for i, (x, y) in enumerate(batches):
         if i == warmup:
             _sync(device)
             started, seen = time.perf_counter(), 0
-        loss = F.cross_entropy(model(x), y)
+        with cast:
+            loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         seen += len(y)
-        if i + 1 >= warmup + steps or time.perf_counter() - began > max_seconds:
+        if started is not None and (i + 1 >= warmup + steps
+                                    or time.perf_counter() - started > max_seconds):
             break
     _sync(device)
-    seconds = time.perf_counter() - started
+    # A split of no more batches than the warm-up: its steps are all there is to time.
+    seconds = time.perf_counter() - (began if started is None else started)
     return seen / seconds if seconds > 0 and seen else 0.0
+
+
+def _autocast(device: Device) -> Any:
+    """The autocast of Lightning's mixed precision flags on CUDA (the search trains in it)."""
+    if not device.torch_device.startswith("cuda") or "mixed" not in device.precision:
+        return nullcontext()
+    dtype = torch.bfloat16 if device.precision.startswith("bf16") else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
 
 
 #: Scoring runs at least this many times the timed training images/s (clutter:6000's VGG-style
@@ -123,6 +145,21 @@ def scoring_seconds(images: int, images_per_second: float | None, views: int = 1
     if not images_per_second:
         return 0.0
     return images * views / (SCORING_SPEEDUP * images_per_second)
+
+
+#: The time kept back after a clocked fit (to score it) never takes more than this share of
+#: what is left: a reserve estimated from a speed timed too slow must not leave no time to fit.
+MAX_RESERVE_SHARE = 0.5
+
+
+def fit_seconds(left: float, reserve: float) -> float:
+    """Seconds a fit clocked to a deadline ``left`` seconds away may train, keeping ``reserve``
+    for what follows it, but at most :data:`MAX_RESERVE_SHARE` of ``left``.
+
+        >>> fit_seconds(100.0, 10.0), fit_seconds(60.0, 57.0)
+        (90.0, 30.0)
+    """
+    return max(left - reserve, (1.0 - MAX_RESERVE_SHARE) * left)
 
 
 def _sync(device: Device) -> None:

@@ -50,6 +50,7 @@ from .climb import (
     BudgetSpent,
     DeadlineCheck,
     RungTooSlow,
+    fit_seconds,
     rung_data,
     scoring_seconds,
     rung_scores,
@@ -259,7 +260,7 @@ class TrialRunner:
         # only the estimate), ending annealed there; scored once at the end (_score_end).
         end = WHOLE_SCORE_S + scoring_seconds(len(self.data.y_val), self.images_per_second,
                                               tta_views(self.config, self.data.flip_ok))
-        soft = self.deadline - time.time() - end if self.deadline else None
+        soft = fit_seconds(self.deadline - time.time(), end) if self.deadline else None
         clocked = soft is not None
         return fit_spec(record.spec, data, self.device, callbacks=callbacks, seed=seed,
                         epochs=epoch_cap(record.spec.train.epochs) if clocked else rung.epochs,
