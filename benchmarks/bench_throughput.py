@@ -1,8 +1,8 @@
 """Trials per hour and how busy the device is, ``--jobs 1`` against ``--jobs N``.
 
 Each setting runs the real command (``automl-cnn search ... --no-mlflow``) in a fresh process,
-either for a fixed wall time (``--seconds``: ``--timeout``, then the trial in flight finishes)
-or for a fixed number of trials (``--trials``), while a sampler records how busy the device is:
+either for a fixed wall time (``--seconds``: ``--timeout``, a flat search of full trainings, or
+with ``--as-user`` the default budgeted one) or for a fixed number of trials (``--trials``), while a sampler records how busy the device is:
 ``nvidia-smi`` every 250 ms on a GPU, the busy share of all cores (``/proc/stat``) on a CPU.
 Settings are taken in turns, ``--rounds`` times, so a noisy neighbour hits each alike. It then
 measures a training step's achieved TFLOP/s and Lightning's overhead ratio against a bare loop
@@ -91,13 +91,15 @@ def _cpu_times() -> tuple[int, int]:
 
 
 def run_once(dataset: str, jobs: str, *, trials: int | None, seconds: float | None,
-             space: str, device: str, gpu: bool, work: Path, seed: int) -> dict[str, Any]:
+             space: str, device: str, gpu: bool, work: Path, seed: int,
+             as_user: bool = False) -> dict[str, Any]:
     out = work / f"run-{jobs}-{time.time_ns()}"
     cmd = ["automl-cnn", "search", "--dataset", dataset, "--space", space, "--jobs", jobs,
            "--device", device, "--seed", str(seed), "--no-mlflow", "--no-progress",
            "--out", str(out), "--trials", str(trials or 100_000)]
-    if seconds:  # --timeout bounds the whole command; no final fit, no fidelity ladder
-        cmd += ["--timeout", str(seconds), "--no-final-fit", "--ladder", "off"]
+    if seconds:  # --timeout bounds the whole command; flat unless run as a user would
+        cmd += ["--timeout", str(seconds)]
+        cmd += [] if as_user else ["--no-final-fit", "--ladder", "off"]
     sampler = BusySampler(gpu)
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -137,8 +139,8 @@ def compare(dataset: str, jobs: list[str], *, rounds: int, **kw: Any) -> list[di
             "device_busy_pct_median": statistics.median(r["device_busy_pct"] for r in mine),
         })
     base = table[0]["trials_per_hour_median"]
-    for row in table:
-        row["vs_first"] = round(row["trials_per_hour_median"] / base, 3)
+    for row in table:  # None when the first setting finished no trial in its time
+        row["vs_first"] = round(row["trials_per_hour_median"] / base, 3) if base else None
     return table
 
 
@@ -159,6 +161,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--space", default="default")
+    parser.add_argument("--as-user", action="store_true",
+                        help="with --seconds: keep the ladder and the final fit (the default "
+                             "search); without it, a flat search of full trainings")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--overhead-epochs", type=int, default=0,
@@ -176,7 +181,7 @@ def main() -> None:
                                   "cores": len(__import__("os").sched_getaffinity(0))}
         result["search"] = compare(dataset, args.jobs, rounds=args.rounds, trials=args.trials,
                                    seconds=args.seconds, space=args.space, device=args.device,
-                                   gpu=gpu, work=Path(tmp))
+                                   gpu=gpu, work=Path(tmp), as_user=args.as_user)
         _write(result, args.json)
         if args.overhead_epochs:
             from bench_overhead import measure
