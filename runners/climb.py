@@ -153,8 +153,8 @@ MAX_RESERVE_SHARE = 0.5
 
 
 def fit_seconds(left: float, reserve: float) -> float:
-    """Seconds a fit clocked to a deadline ``left`` seconds away may train, keeping ``reserve``
-    for what follows it, but at most :data:`MAX_RESERVE_SHARE` of ``left``.
+    """Seconds a fit clocked to a deadline ``left`` seconds away may train: it keeps ``reserve``
+    for what follows it, but never more than :data:`MAX_RESERVE_SHARE` of ``left``.
 
         >>> fit_seconds(100.0, 10.0), fit_seconds(60.0, 57.0)
         (90.0, 30.0)
