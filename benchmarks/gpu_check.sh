@@ -89,6 +89,11 @@ else
   OVER=(--dataset mnist:/tmp/idx60k --device cuda --epochs 2 --rounds 2)
 fi
 
+# -- 0. the tests that skip without CUDA: training memory measured against the CPU estimate,
+#       latency timed with CUDA events (they print their figures; -s keeps the prints) --------
+step cuda_tests 40 $PY -m pytest -q -s -p no:cacheprovider -k cuda \
+    "$REPO/tests/test_constraints_units.py"
+
 # -- 1. digits, `search --trials 100 --no-mlflow`: --jobs 1, then --jobs auto -------------------
 step digits_jobs1 65 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" --jobs 1 \
     --json "$RES/digits_jobs1.json"
