@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -23,6 +25,14 @@ class Device:
     @property
     def index(self) -> list[int] | int:
         return [torch.device(self.torch_device).index or 0] if self.accelerator == "gpu" else 1
+
+    def autocast(self) -> Any:
+        """The autocast context of :attr:`precision` (Lightning's mixed flags on CUDA), for code
+        that runs a training step outside Lightning; a no-op context elsewhere."""
+        if not self.torch_device.startswith("cuda") or "mixed" not in self.precision:
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision.startswith("bf16") else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
 
 
 def resolve_device(name: str = "auto") -> Device:

@@ -11,7 +11,6 @@ on more images, so a rung's score never depends on the path that led there.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -102,7 +101,6 @@ def measure_speed(spec: ArchSpec, data: ImageSplits, device: Device, *, steps: i
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     batches = make_batches(data, "train", batch_size=t.batch_size, shuffle=True, seed=0,
                            crop_padding=t.crop_padding, flip=t.flip, drop_last=False)
-    cast = _autocast(device)
     began = time.perf_counter()
     started: float | None = None
     seen = 0
@@ -110,7 +108,7 @@ def measure_speed(spec: ArchSpec, data: ImageSplits, device: Device, *, steps: i
         if i == warmup:
             _sync(device)
             started, seen = time.perf_counter(), 0
-        with cast:
+        with device.autocast():
             loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -123,14 +121,6 @@ def measure_speed(spec: ArchSpec, data: ImageSplits, device: Device, *, steps: i
     # A split of no more batches than the warm-up: its steps are all there is to time.
     seconds = time.perf_counter() - (began if started is None else started)
     return seen / seconds if seconds > 0 and seen else 0.0
-
-
-def _autocast(device: Device) -> Any:
-    """The autocast of Lightning's mixed precision flags on CUDA (the search trains in it)."""
-    if not device.torch_device.startswith("cuda") or "mixed" not in device.precision:
-        return nullcontext()
-    dtype = torch.bfloat16 if device.precision.startswith("bf16") else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 #: Scoring runs at least this many times the timed training images/s (clutter:6000's VGG-style
