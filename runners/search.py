@@ -44,7 +44,7 @@ from .slots import run_until_target, settle_target
 from .storage_lock import storage_lock
 from .study import open_study, search_storage
 from .target import fitted_baselines, latency_target
-from .signals import SearchInterrupted, StopFlag, TrialFailed, stop_on_signals, stopping
+from .signals import StopFlag, TrialFailed, is_interruption, stop_on_signals, stopping
 from .trial import TrialRunner
 
 log = logging.getLogger(__name__)
@@ -238,11 +238,11 @@ def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner
                     target=target, interval=config.heartbeat, on_lost=tracker.close_lost_runs,
                     timeout=budget.search_left() if budget else None, catch=(TrialFailed,),
                     stop=lambda: bool(stop) or enough(), callbacks=[bar.after_trial])
-    except (SearchInterrupted, KeyboardInterrupt):
+    except BaseException as exc:
+        if not is_interruption(exc):
+            tracker.end_search(status="FAILED", summary={})
+            raise
         interrupted = True
-    except BaseException:
-        tracker.end_search(status="FAILED", summary={})
-        raise
     finally:
         bar.close()
     return interrupted or bool(stop)

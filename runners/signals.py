@@ -21,6 +21,14 @@ class TrialFailed(Exception):
     """A trial raised; it is recorded as failed and the search goes on."""
 
 
+def is_interruption(exc: BaseException) -> bool:
+    """Whether ``exc`` stops the search as Ctrl-C or SIGTERM does: their own exceptions, or
+    one a library raised while a KeyboardInterrupt was in flight (Optuna's ``_run_trial`` turns
+    a second Ctrl-C that lands in its tell into an UnboundLocalError)."""
+    return isinstance(exc, (SearchInterrupted, KeyboardInterrupt)) or isinstance(
+        exc.__context__, KeyboardInterrupt)
+
+
 class QuietInterruptions(logging.Filter):
     """Optuna logs a failed trial's exception with its traceback, then its value. A trial that
     Ctrl-C or SIGTERM stopped is not a failure to debug: the runner records it and the CLI says

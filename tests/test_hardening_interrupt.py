@@ -143,3 +143,22 @@ def test_a_ctrl_c_while_an_interrupted_search_writes_its_summary_is_ignored() ->
             time.sleep(0.05)
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_an_error_raised_while_a_ctrl_c_is_handled_counts_as_the_ctrl_c() -> None:
+    # Seen in CI: a second Ctrl-C landed in Optuna's tell, whose cleanup then raised
+    # UnboundLocalError; the search must end as interrupted (130, resume line, summary).
+    from automl_cnn.runners.signals import SearchInterrupted, is_interruption
+
+    def mangled() -> BaseException:
+        try:
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise UnboundLocalError("updated_state")
+        except UnboundLocalError as exc:
+            return exc
+
+    assert is_interruption(mangled())
+    assert is_interruption(KeyboardInterrupt()) and is_interruption(SearchInterrupted())
+    assert not is_interruption(ValueError("a trial's own bug"))
