@@ -37,9 +37,26 @@ OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter], TrainSpec], Optimizer]] 
 SCHEDULES: dict[str, Callable[[Optimizer, TrainSpec, int], Schedule | None]] = {
     "constant": lambda opt, t, total: None,
     "cosine": lambda opt, t, total: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total),
-    "onecycle": lambda opt, t, total: torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=t.lr, total_steps=total, pct_start=0.25),
+    "onecycle": lambda opt, t, total: one_cycle(opt, t, total),
 }
+#: One-cycle's share of the steps spent warming up.
+WARMUP_SHARE = 0.25
+
+
+def one_cycle(opt: Optimizer, t: TrainSpec, total: int) -> Schedule:
+    """One-cycle over ``total`` steps; a fit of 4 steps or fewer (a small data set: 52 images
+    at batch 64 for 4 epochs) has no room for a warm-up, and torch's ``OneCycleLR`` divides by
+    zero there, so it anneals from the peak by a cosine instead.
+
+        >>> from automl_cnn.arch import TrainSpec
+        >>> opt = optimizer_for("sgd")([torch.nn.Parameter(torch.zeros(1))], TrainSpec(lr=0.1))
+        >>> type(one_cycle(opt, TrainSpec(lr=0.1), 4)).__name__
+        'CosineAnnealingLR'
+    """
+    if WARMUP_SHARE * total <= 1:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total))
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=total,
+                                               pct_start=WARMUP_SHARE)
 
 
 def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:

@@ -131,19 +131,40 @@ def dataset_input(description: dict[str, Any]) -> Any:
     import hashlib
     import json
 
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
 
     name = str(description.get("name", "dataset"))
-    kind, sep, where = name.partition(":")
-    source = (FileSystemDatasetSource(where) if sep and where else
-              CodeDatasetSource(tags={"automl_cnn.dataset": name}))
     digest = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode())
-    dataset = MetaDataset(source=source, name=name, digest=digest.hexdigest()[:8])
+    dataset = MetaDataset(source=dataset_source(name), name=name,
+                          digest=digest.hexdigest()[:8])
     return DatasetInput(dataset._to_mlflow_entity(),
                         tags=[InputTag("mlflow.data.context", "training")])
+
+
+def dataset_source(name: str) -> Any:
+    """Where the data came from, as MLflow records it: the local path of ``KIND:PATH``
+    (MLflow's local-file source; ``FileSystemDatasetSource`` is abstract, and calling it
+    failed the parent run of every search of a user's own data), or the built-in set by name
+    (``digits``, ``clutter:6000``: a count, not a path)."""
+    import warnings
+    from pathlib import Path
+
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    from automl_cnn.data.registry import BUILTIN_ARGS
+
+    kind, sep, where = name.partition(":")
+    if sep and where and kind not in BUILTIN_ARGS:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        try:
+            with warnings.catch_warnings():  # "can be interpreted in multiple ways": all local
+                warnings.simplefilter("ignore")
+                return resolve_dataset_source(str(Path(where).absolute()))
+        except Exception:  # noqa: BLE001 - an unusual path is still named by the tag below
+            pass
+    return CodeDatasetSource(tags={"automl_cnn.dataset": name})
 
 
 def clip(value: Any, limit: int) -> str:
