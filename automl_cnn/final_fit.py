@@ -120,30 +120,70 @@ def fit_final(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
 
 def fit_ensemble(specs: Sequence[ArchSpec], plans: Sequence[FinalPlan], data: ImageSplits,
                  device: Device, *, seed: int, deadline: float | None,
-                 on_epoch: Callable[[dict[str, float]], None] | None = None
-                 ) -> tuple[ArchSpec, FitResult]:
-    """:func:`fit_final` of each spec in turn (each with ``plans[i]``; with a ``deadline``, a
-    ``time.time()`` reading, each gets an equal share of the time left when it starts); one
-    spec gives its own fit, several an :class:`automl_cnn.network.Ensemble` of them with the
-    spec that rebuilds it (the first spec, the others as its ``members``, each with the epochs
-    it trained). The fit's history is the first network's learning curve."""
-    from automl_cnn.network import Ensemble
-    from automl_cnn.training import FitResult
+                 on_epoch: Callable[[dict[str, float]], None] | None = None,
+                 seeds: Sequence[int] | None = None) -> tuple[ArchSpec, FitResult]:
+    """:func:`fit_final` of each spec in turn (each with ``plans[i]`` and ``seeds[i]``, else
+    ``seed``; with a ``deadline``, a ``time.time()`` reading, each gets an equal share of the
+    time left when it starts); one spec gives its own fit, several an
+    :class:`automl_cnn.network.Ensemble` of them (:func:`ensemble_of`)."""
+    return ensemble_of(*fit_each(specs, plans, data, device, deadline=deadline,
+                                 seeds=[seed] * len(specs) if seeds is None else seeds,
+                                 on_epoch=on_epoch))
 
+
+def fit_each(specs: Sequence[ArchSpec], plans: Sequence[FinalPlan], data: ImageSplits,
+             device: Device, *, seeds: Sequence[int], deadline: float | None,
+             on_epoch: Callable[[dict[str, float]], None] | None = None
+             ) -> tuple[list[ArchSpec], list[FitResult]]:
+    """:func:`fit_final` of each spec in turn, as :func:`fit_ensemble` describes: the specs
+    (each holding the epochs it trained) and their fits."""
     fits, trained = [], []
     for i, (spec, plan) in enumerate(zip(specs, plans)):
         share = None if deadline is None else max(0.0, deadline - time.time()) / (len(specs) - i)
-        fit = fit_final(spec, data, device, seed=seed, plan=plan, max_seconds=share,
+        fit = fit_final(spec, data, device, seed=seeds[i], plan=plan, max_seconds=share,
                         on_epoch=on_epoch)
         fits.append(fit)
         trained.append(replace(spec, train=replace(spec.train,
                                                    epochs=len(fit.history) or plan.epochs)))
+    return trained, fits
+
+
+def ensemble_of(specs: Sequence[ArchSpec], fits: Sequence[FitResult]
+                ) -> tuple[ArchSpec, FitResult]:
+    """One fit as it is; several as an :class:`automl_cnn.network.Ensemble` with the spec that
+    rebuilds it (the first spec, the others as its ``members``; each spec holds the epochs its
+    network trained). The result's history is the first network's learning curve."""
+    from automl_cnn.network import Ensemble
+    from automl_cnn.training import FitResult
+
     if len(fits) == 1:
-        return trained[0], fits[0]
+        return specs[0], fits[0]
     model = Ensemble([f.model for f in fits]).eval()
-    return (replace(trained[0], members=tuple(trained[1:])),
+    return (replace(specs[0], members=tuple(specs[1:])),
             FitResult(model, fits[0].history, sum(f.seconds for f in fits),
                       fits[0].stopped_reason))
+
+
+#: A further training of the one baseline of a budget too short to search must get at least
+#: this share of the time the first took to reach its epoch cap (:func:`more_trainings`).
+MIN_SEED_SHARE = 0.75
+
+
+def more_trainings(seconds: float, first_seconds: float, most: int) -> int:
+    """How many more trainings of the same recipe (other seeds) ``seconds`` buys, when the first
+    took ``first_seconds`` to reach its epoch cap: each must get at least
+    :data:`MIN_SEED_SHARE` of that time (the clock anneals a shorter one, at fewer epochs), and
+    at most ``most``. A budget too short to search but longer than the cap (clutter:6000 at
+    8 minutes on a fast 2-core CPU: the cap at 232-267 s) would otherwise leave the rest unused.
+
+        >>> more_trainings(250.0, 240.0, 2), more_trainings(170.0, 240.0, 2)
+        (1, 0)
+        >>> more_trainings(1000.0, 240.0, 2), more_trainings(1000.0, 240.0, 0)
+        (2, 0)
+    """
+    if first_seconds <= 0 or seconds <= 0:
+        return 0
+    return max(0, min(most, math.floor(seconds / (MIN_SEED_SHARE * first_seconds))))
 
 
 def save_final(run_dir: Path, fit: FitResult, spec: ArchSpec, meta: CheckpointMeta) -> Path:
@@ -177,6 +217,6 @@ def read_final_networks(run_dir: Path) -> int:
         return 0
 
 
-__all__ = ["FinalPlan", "epoch_cap", "epoch_seconds_for", "fit_ensemble", "fit_final",
-           "plan_final_fit", "read_final_history", "read_final_networks", "save_final",
+__all__ = ["MIN_SEED_SHARE", "FinalPlan", "ensemble_of", "epoch_cap", "epoch_seconds_for",
+           "fit_each", "fit_ensemble", "fit_final", "more_trainings", "plan_final_fit", "read_final_history", "read_final_networks", "save_final",
            "tta_views", "with_tta"]

@@ -83,7 +83,9 @@ def whole_figure(record: TrialRecord) -> go.Figure:
                         f"Trial {record.number}, trained for the whole budget")
 
 
-def whole_section(record: TrialRecord) -> Section:
+def whole_section(record: TrialRecord, networks: int = 1) -> Section:
+    """The "too short to search" section; ``networks`` > 1: the final model averages that
+    many trainings of the one baseline (it reached its epoch cap with time left)."""
     fidelity = record.fidelity
     assert fidelity is not None
     section = Section("Budget: too short to search")
@@ -96,6 +98,9 @@ def whole_section(record: TrialRecord) -> Section:
         "(summary.json's ladder.reason gives the numbers)"
         + (f". Its validation accuracy ({record.val_acc or 0:.4f}) is measured on images it "
            "trained on; the test split is the honest score" if fidelity.with_val else "")
+        + (f". It reached its epoch cap with time left, so {networks - 1} more trainings of "
+           f"the same recipe with other seeds filled the budget: the model tested, exported "
+           f"and loaded by load_best averages all {networks}" if networks > 1 else "")
         + ". Give a longer --timeout to search.")
     section.items.append(Figure("whole_budget", whole_figure(record)))
     return section
@@ -106,7 +111,7 @@ def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
     trials = study.get_trials(deepcopy=False)
     whole = whole_budget_trial(trials)
     if whole is not None:
-        return [whole_section(whole)]
+        return [whole_section(whole, read_final_networks(Path(run_dir)) if run_dir else 1)]
     points = rung_points(trials)
     rows = final_curve(run_dir)
     if not points and not rows:

@@ -22,21 +22,24 @@ import optuna
 from optuna.trial import TrialState
 
 from automl_cnn.budget import Budget
-from automl_cnn.checkpoint import CheckpointMeta
+from automl_cnn.checkpoint import CheckpointMeta, load_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
-from automl_cnn.final_fit import (FinalPlan, epoch_seconds_for, fit_ensemble, plan_final_fit,
-                                  save_final, with_tta)
+from automl_cnn.final_fit import (FinalPlan, ensemble_of, epoch_cap, epoch_seconds_for,
+                                  fit_each, fit_ensemble, more_trainings, plan_final_fit, save_final,
+                                  tta_views, with_tta)
 from automl_cnn.finalists import ensemble_size, noise_band, pick_finalists
 from automl_cnn.ladder import (MIN_SEARCH_TRAININGS, Ladder, min_search_trainings, plan_ladder,
                                search_pays)
 from automl_cnn.record import TrialRecord, records
 from automl_cnn.results import ranked_trials
+from automl_cnn.rundir import RunDir
 from automl_cnn.search_spaces import SearchSpace
 from automl_cnn.tracking import Tracker
+from automl_cnn.training import FitResult
 
-from .climb import measure_speed
+from .climb import measure_speed, scoring_seconds
 from .progress import EpochBar
 
 log = logging.getLogger(__name__)
@@ -268,6 +271,63 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
             "history": fit.history}
 
 
+def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSplits,
+                       device: Device, run_dir: Path, budget: Budget | None,
+                       plan: SearchPlan, *, progress: bool = True,
+                       tracker: Tracker | None = None) -> dict[str, Any] | None:
+    """A budget too short to search but longer than the one baseline's epoch cap: train the
+    same recipe again with other seeds, on train + validation, in the time left (each at
+    least :data:`automl_cnn.final_fit.MIN_SEED_SHARE` of the first's time, at most
+    ``--ensemble`` networks in all), and hand over their average with the first. ``None``
+    (the one trial is the model) when the first stopped before its cap, when what is left buys
+    no further training, or where the final model must be one network (``--ensemble 1``, a
+    hard limit, ``--no-final-fit``)."""
+    ranked = ranked_trials(study)
+    first = ranked[0] if ranked else None
+    if (budget is None or first is None or first.spec is None or first.fidelity is None
+            or not first.fidelity.whole or not config.fits_final):
+        return None
+    cap = epoch_cap(first.spec.train.epochs)
+    took = first.timings.train_seconds
+    if first.epochs_trained < cap or not took:
+        return None  # the clock ended it: the budget is spent
+    scoring = scoring_seconds(len(data.y_test), plan.images_per_second,
+                              tta_views(config, data.flip_ok))  # each network scores the test
+    left = budget.final_left()
+    extra = more_trainings(left, took + scoring, ensemble_size(config) - 1)
+    folder = RunDir(run_dir).trial_folder(first.number)
+    if extra == 0 or not (folder / "arch.json").exists():
+        return None
+    log.info("the baseline reached its %d-epoch cap in %.0fs; %d more trainings fill the "
+             "%.0fs left", cap, took, extra, left)
+    seeds = [config.seed * 100_003 + first.number + 7_919 * (i + 1) for i in range(extra)]
+    more = FinalPlan(cap, took / max(1, first.epochs_trained), left / extra)
+    bar = EpochBar(extra * cap, budget, enabled=progress, desc="more trainings")
+    try:
+        specs, fits = fit_each([first.spec] * extra, [more] * extra, data, device, seeds=seeds,
+                               on_epoch=bar.update,
+                               deadline=time.time() + left - extra * scoring)
+    finally:
+        bar.close()
+    own, _, _ = load_checkpoint(folder, device=device.torch_device)
+    trained = replace(first.spec, train=replace(first.spec.train, epochs=first.epochs_trained))
+    spec, both = ensemble_of([trained, *specs], [
+        FitResult(own, [dict(r) for r in first.history], took, None), *fits])
+    meta = CheckpointMeta.for_dataset(data, study_name=study.study_name, trial=first.number,
+                                      value=first.val_acc, trained_on="train+val")
+    saved = save_final(run_dir, both, spec, meta)
+    if tracker is not None:
+        example = data.x_val[:4].float().div(255.0).cpu()
+        tracker.final_model(first.number, both.model.to("cpu").eval(), example,
+                            history=both.history, value=float(first.val_acc or 0.0))
+    return {"trial": first.number, "dir": str(saved), "tta": spec.head.tta,
+            "members": [first.number], "trainings": len(spec.networks),
+            "member_epochs": [n.train.epochs for n in spec.networks],
+            "epochs_planned": cap, "epochs": first.epochs_trained,
+            "seconds": round(both.seconds, 3), "stopped": None,
+            "train_images": len(data.y_train) + len(data.y_val), "history": both.history}
+
+
 __all__ = ["SearchPlan", "budget_summary", "final_fit_need", "final_plans",
-           "for_plan", "plan_search", "rung_counts", "run_final_fit", "search_bar",
-           "search_rounds", "whole_budget_ladder", "winner_plan"]
+           "for_plan", "plan_search", "rung_counts", "run_final_fit", "run_more_trainings",
+           "search_bar", "search_rounds", "whole_budget_ladder", "winner_plan"]

@@ -37,8 +37,8 @@ from .join import check_join, study_identity
 from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
 from .climb import scoring_seconds
-from .phases import (SearchPlan, budget_summary, for_plan, plan_search, run_final_fit, search_bar,
-                     search_rounds)
+from .phases import (SearchPlan, budget_summary, for_plan, plan_search, run_final_fit,
+                     run_more_trainings, search_bar, search_rounds)
 from .progress import poll_progress
 from .slots import run_until_target, settle_target
 from .storage_lock import storage_lock
@@ -208,8 +208,14 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
         if interrupted:
             break
     searched = time.perf_counter()
-    final = None if interrupted or plan.ladder.whole else run_final_fit(
-        study, config, data, device, run_dir, budget, progress=progress, tracker=tracker)
+    if interrupted:
+        final = None
+    elif plan.ladder.whole:  # the one baseline reached its epoch cap early: more seeds
+        final = run_more_trainings(study, config, data, device, run_dir, budget, plan,
+                                   progress=progress, tracker=tracker)
+    else:
+        final = run_final_fit(study, config, data, device, run_dir, budget, progress=progress,
+                              tracker=tracker)
     phases = {"startup": round(startup, 3), "search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
     with stopping(interrupted):  # a second Ctrl-C must not cost the summary

@@ -164,6 +164,57 @@ def test_an_in_sample_score_ranks_below_every_held_out_one() -> None:
 
 
 @pytest.mark.slow
+def test_time_left_after_the_baselines_epoch_cap_trains_it_again_with_other_seeds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # No budget here searches (no count of trainings is enough) and the cap is the recipe's
+    # own 4 epochs, so the one baseline ends long before the 40 s deadline: the time left trains
+    # it again with other seeds, and the model handed over is their average.
+    import automl_cnn.final_fit as final_fit
+    import automl_cnn.ladder as ladder
+
+    monkeypatch.setattr(ladder, "MIN_SEARCH_TRAININGS", 10**9)
+    monkeypatch.setattr(ladder, "MIN_SMALL_SEARCH_TRAININGS", 10**9)
+    monkeypatch.setattr(final_fit, "MAX_EPOCH_FACTOR", 1)
+    out = tmp_path / "run"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    started = time.monotonic()
+    code = main(["search", "--dataset", "digits", "--space", "tiny", "--timeout", "40s",
+                 "--tracking-uri", uri, "--no-progress", "--out", str(out)])
+    wall = time.monotonic() - started
+    assert code == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ladder"]["whole"] and summary["trials"] == 1
+    final = summary["final"]
+    n = final["trainings"]  # each further training gets at least 3/4 of the first's time
+    assert n in (2, 3) and final["members"] == [summary["best"]["trial"]]
+    assert final["epochs_planned"] == 4 and final["member_epochs"][0] == 4
+    assert len(final["member_epochs"]) == n and max(final["member_epochs"]) == 4
+    assert summary["test"]["model"] == "final" and summary["search_test"]["model"] == "search"
+    assert f"the average of {n} trainings of it" in printed and "More trainings: trial" in printed
+    assert wall <= 40 + 10 + 10, wall
+    # The first network is the trial's own weights; the others are new trainings of the same
+    # recipe on train + validation, each with its own seed.
+    net = load_best(out)
+    assert type(net).__name__ == "Ensemble" and len(net.members) == n
+    own = load_best(out, final=False)
+    states = [m.state_dict() for m in net.members]
+    assert all((a == b).all() for a, b in zip(states[0].values(), own.state_dict().values()))
+    for i, j in ((0, 1), (0, 2), (1, 2))[:1 if n == 2 else 3]:
+        assert any((a != b).any() for a, b in zip(states[i].values(), states[j].values()))
+    meta = json.loads((out / "final" / "meta.json").read_text())
+    assert meta["trained_on"] == "train+val"
+    # The report says so, and the MLflow champion is the average.
+    assert "more trainings of the same recipe" in Path(summary["report"]).read_text()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias("digits-tiny", "champion")
+    assert client.get_run(champion.run_id).info.run_name == "final-fit"
+
+
+@pytest.mark.slow
 def test_too_short_to_search_under_a_limit_trains_a_baseline_that_fits(tmp_path: Path) -> None:
     # Both baselines are over 50k parameters on 32x32 clutter: they cost no training, and the
     # one trial that trains is a baseline narrowed to fit.

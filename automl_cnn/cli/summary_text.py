@@ -29,8 +29,11 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
         if summary.get("test"):
             which = ("final model (trained on train + validation)"
                      if summary["test"].get("model") == "final" else "best model")
-            if len((summary.get("final") or {}).get("members") or []) > 1:
+            final = summary.get("final") or {}
+            if len(final.get("members") or []) > 1:
                 which += ", the average of the finalists"
+            elif (final.get("trainings") or 1) > 1:
+                which += f", the average of {final['trainings']} trainings of it"
             if summary["test"].get("tta") == "flip":
                 which += ", each image averaged with its mirror image"
             print(f"Test accuracy of the {which}, evaluated once: "
@@ -66,7 +69,14 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
             f"{held[i] if i < len(held) else 0} trials" for i, r in enumerate(rungs)), file=out)
     final = summary.get("final")
     members = (final or {}).get("members") or []
-    if len(members) > 1:
+    if final and (final.get("trainings") or 1) > 1:
+        epochs = final["member_epochs"]
+        print(f"More trainings: trial {final['trial']} reached its {final['epochs_planned']}-"
+              f"epoch cap with time left, so {len(epochs) - 1} more trainings of it with "
+              f"other seeds ({', '.join(map(str, epochs[1:]))} epochs) filled the budget; the "
+              f"final model averages all {len(epochs)} ({final['seconds']:.1f}s of training)",
+              file=out)
+    elif len(members) > 1:
         print(f"Final model: the average of trials {', '.join(map(str, members))} (within "
               f"{100 * final['band']:.1f} points of the best on validation: too close to pick "
               f"one by chance), each fit on {final['train_images']:,} train + validation "
