@@ -290,3 +290,21 @@ def test_shipped_metadata_holds_no_database_password() -> None:
     assert without_password("postgresql://bob:s3cret@db:5432/studies") == \
         "postgresql://bob:***@db:5432/studies"
     assert without_password("journal:/runs/x/study.journal") == "journal:/runs/x/study.journal"
+
+
+def test_an_exports_flops_count_every_network_and_both_flips() -> None:
+    # The card's "FLOPs per image" is what the exported model costs as it runs: an average of
+    # flips runs each image twice; an ensemble runs each of its networks.
+    from dataclasses import replace
+
+    from automl_cnn.export.folder import model_costs
+    from automl_cnn.shapes import plan_layers
+
+    one, two = sample_spec("default", 0), sample_spec("default", 2)
+    shape = (1, 28, 28)
+    a, b = plan_layers(one, shape, 10), plan_layers(two, shape, 10)
+    assert model_costs(one, shape, 10) == (a.params, a.flops)
+    flipped = replace(one, head=replace(one.head, tta="flip"))
+    assert model_costs(flipped, shape, 10) == (a.params, 2 * a.flops)
+    pair = replace(flipped, members=(replace(two, head=replace(two.head, tta="flip")),))
+    assert model_costs(pair, shape, 10) == (a.params + b.params, 2 * (a.flops + b.flops))

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from automl_cnn import network
+from automl_cnn.arch import ArchSpec
 from automl_cnn.api import RunSource, Source, open_source, without_password
 from automl_cnn.checkpoint import (ARCH, META, WEIGHTS, CheckpointMeta, load_checkpoint,
                                    replacing, write_checkpoint)
@@ -100,8 +101,8 @@ def export_model(source: Source, out: str | Path, *, rank: int = 0, fmt: str = "
     rank = src.pareto_rank(pareto) if pareto is not None else rank
     model, spec, saved = load_checkpoint(_pick_weights(src, rank, retrained, seed))
     meta = _export_meta(src, rank, fmt, CheckpointMeta.from_dict(saved), retrained)
-    plans = [plan_layers(n, meta.input_shape, meta.num_classes) for n in spec.networks]
-    meta = replace(meta, params=sum(p.params for p in plans), flops=sum(p.flops for p in plans))
+    params, flops = model_costs(spec, meta.input_shape, meta.num_classes)
+    meta = replace(meta, params=params, flops=flops)
     with replacing(out) as tmp:
         write_checkpoint(tmp, model, spec, meta)  # arch.json, meta.json, model.safetensors
         extra = write_extra(model, meta.input_shape, tmp)
@@ -109,6 +110,16 @@ def export_model(source: Source, out: str | Path, *, rank: int = 0, fmt: str = "
         files = [ARCH, META, WEIGHTS, MODEL_PY, CARD] + ([extra.name] if extra else [])
         (tmp / CARD).write_text(model_card(spec, meta.to_dict(), files=files))
     return out
+
+
+def model_costs(spec: ArchSpec, input_shape: tuple[int, int, int],
+                num_classes: int) -> tuple[int, int]:
+    """Parameters and FLOPs per image of the model ``spec`` rebuilds, as it runs in eval mode:
+    every ensemble network counts, and a network that averages flips (``head.tta``) runs each
+    image twice, so its FLOPs count twice (its parameters once)."""
+    plans = [(n, plan_layers(n, input_shape, num_classes)) for n in spec.networks]
+    return (sum(p.params for _, p in plans),
+            sum(p.flops * (2 if n.head.tta == "flip" else 1) for n, p in plans))
 
 
 def _export_meta(src: RunSource, rank: int, fmt: str, saved: CheckpointMeta,
@@ -125,4 +136,4 @@ def _export_meta(src: RunSource, rank: int, fmt: str, saved: CheckpointMeta,
                    latency_device=trial.plan.latency_device if trial.plan else None)
 
 
-__all__ = ["MODEL_PY", "check_out", "export_model", "without_password"]
+__all__ = ["MODEL_PY", "check_out", "export_model", "model_costs", "without_password"]
