@@ -9,6 +9,9 @@ Arms, each a real command timed from outside (imports, data, search, final fit, 
 - (c) ``baseline``: one enqueued baseline alone, trained on train + validation with its
   epochs stretched to fill the budget (each baseline of the space, run separately; the table
   reports the better one per seed, an oracle pick that favours this arm);
+- (C) ``long``: the first baseline alone as in (c), but without the final fit's epoch cap
+  (8x its recipe's epochs): a person who trains the one recipe for the whole budget, however
+  long that is;
 - (d) ``random``: random search without pruning, no ladder, no final fit;
 - (a/3): the ladder arm at a third of the budget, to compare with (d) at the full budget.
 
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ARMS = ("a", "b", "c", "d", "a/3")
+ARMS = ("a", "b", "c", "C", "d", "a/3")
 BASELINES = 3  # the default space's enqueued baselines
 
 
@@ -73,33 +76,44 @@ def search_row(arm: str, dataset: str, budget: float, seed: int, root: Path) -> 
             "rungs": summary.get("rungs"), "ladder": [
                 (r["images"], r["epochs"]) for r in ladder.get("rungs", [])],
             "phases": summary.get("phases"),
-            "final_epochs": (summary.get("final") or {}).get("epochs")}
+            "final_epochs": (summary.get("final") or {}).get("epochs"),
+            # the search's own weights (before the final fit or further trainings), tested
+            "search_test": (summary.get("search_test") or {}).get("accuracy"),
+            "trainings": (summary.get("final") or {}).get("trainings"),
+            "member_epochs": (summary.get("final") or {}).get("member_epochs")}
 
 
 def baseline_rows(dataset: str, budget: float, seed: int, root: Path,
-                  only: int | None = None) -> list[dict[str, Any]]:
+                  only: int | None = None, uncapped: bool = False) -> list[dict[str, Any]]:
     from automl_cnn.search_spaces import load_space
 
     rows = []
     for i, b in enumerate(load_space("default").baselines):
         if only is not None and i != only:
             continue
-        out = root / f"{dataset}-{budget:g}-c{i}-s{seed}"
+        out = root / f"{dataset}-{budget:g}-{'C' if uncapped else 'c'}{i}-s{seed}"
         cmd = [sys.executable, __file__, "--baseline-run", str(i), "--dataset", dataset,
                "--seed", str(seed), "--budget", f"{budget:g}", "--out", str(out)]
+        cmd += ["--uncapped"] if uncapped else []
         wall, code = run(cmd, out)
         result = json.loads((out / "result.json").read_text()) if code == 0 else {}
-        rows.append({"arm": "c", "baseline": b.name, "dataset": dataset, "budget": budget,
+        rows.append({"arm": "C" if uncapped else "c", "baseline": b.name, "dataset": dataset, "budget": budget,
                      "seed": seed, "wall": round(wall, 1), "code": code,
                      "test": result.get("test"), "final_epochs": result.get("epochs")})
     return rows
 
 
-def baseline_alone(index: int, dataset: str, seed: int, budget: float, out: Path) -> None:
-    """(c): baseline ``index`` trained on train + validation for as many epochs as fit."""
+def baseline_alone(index: int, dataset: str, seed: int, budget: float, out: Path,
+                   uncapped: bool = False) -> None:
+    """(c): baseline ``index`` trained on train + validation for as many epochs as fit (at
+    most the final fit's cap; ``uncapped``, arm C: no cap)."""
     started = time.monotonic()
     import optuna
 
+    import automl_cnn.final_fit as final_fit
+
+    if uncapped:
+        final_fit.MAX_EPOCH_FACTOR = final_fit.MAX_EPOCHS = 10**6
     from automl_cnn.budget import Budget
     from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
@@ -136,7 +150,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                   key=lambda k: (k[0], k[1], k[2]))
     for dataset, budget, arm in keys:
         mine = [r for r in rows if (r["dataset"], r["budget"], r["arm"]) == (dataset, budget, arm)]
-        if arm == "c":  # the better baseline per seed (an oracle pick, favouring this arm)
+        if arm in ("c", "C"):  # the better baseline per seed (an oracle pick, favouring this arm)
             by_seed: dict[int, list[dict[str, Any]]] = {}
             for r in mine:
                 by_seed.setdefault(r["seed"], []).append(r)
@@ -147,6 +161,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             tests = [r["test"] or 0.0 for r in mine]
             note = "; ".join(f"s{r['seed']}: {r['trials']} trials, rungs {r['rungs']}"
                              + (f", final {r['final_epochs']} ep" if r.get("final_epochs")
+                                else "")
+                             + (f", {r['trainings']} trainings {r['member_epochs']} ep, the "
+                                f"first alone {r['search_test']:.4f}"
+                                if r.get("trainings") and r.get("search_test") is not None
                                 else "") for r in mine)
         std = statistics.stdev(tests) if len(tests) > 1 else 0.0
         walls = ", ".join(f"{r['wall']:.0f}" for r in mine)
@@ -174,10 +192,11 @@ def main() -> None:
     p.add_argument("--baseline-run", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--budget", type=float, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--uncapped", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.baseline_run is not None:
         return baseline_alone(args.baseline_run, args.dataset, args.seed, args.budget,
-                              Path(args.out))
+                              Path(args.out), uncapped=args.uncapped)
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
     arms = args.arms.split(",")
@@ -190,16 +209,19 @@ def main() -> None:
     for dataset, budget in plan:
         for seed in range(max(args.seeds_ac, args.seeds_bd)):  # arms interleaved per seed
             for arm in arms:
-                seeds = args.seeds_ac if arm[0] in ("a", "c") and arm != "a/3" else args.seeds_bd
+                seeds = (args.seeds_ac if arm[0] in ("a", "c", "C") and arm != "a/3"
+                         else args.seeds_bd)
                 if seed < seeds:  # (c): one job per baseline
                     others = args.seeds_ac if args.c_other_seeds is None else args.c_other_seeds
                     jobs += [(arm, dataset, budget, seed, i)
-                             for i in (range(BASELINES) if arm == "c" else [None])
+                             for i in (range(BASELINES) if arm == "c" else
+                                       [0] if arm == "C" else [None])
                              if i is None or i == 0 or seed < others]
 
     def one(job: tuple[str, str, float, int, int | None]) -> list[dict[str, Any]]:
         arm, dataset, budget, seed, index = job
-        new = (baseline_rows(dataset, budget, seed, root, index) if arm == "c" else
+        new = (baseline_rows(dataset, budget, seed, root, index, uncapped=arm == "C")
+               if arm in ("c", "C") else
                [search_row(arm, dataset, budget / 3 if arm == "a/3" else budget, seed, root)])
         for r in new:
             r["budget"] = budget  # a/3 is listed under the budget it is compared at
