@@ -236,6 +236,7 @@ def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner
             if workers.count > 1:  # N processes share the study; this one only watches
                 searching = config if budget is None else config.replace(
                     timeout=budget.search_left())  # workers stop at the search deadline
+                tracker.ready()  # the parent run exists before the workers attach to it
                 run_workers(searching, workers, stop=stop, on_poll=poll_progress(study, bar),
                             ladder=runner.ladder, images_per_second=runner.images_per_second)
             else:

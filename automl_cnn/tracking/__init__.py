@@ -53,6 +53,10 @@ class Tracker:
     def end_search(self, *, status: str, summary: dict[str, Any]) -> None:
         """status is FINISHED, KILLED or FAILED."""
 
+    def ready(self) -> None:
+        """Return once the tracker is set up and has recorded every hook called so far (one
+        set up in the background waits here; see :mod:`automl_cnn.tracking.deferred`)."""
+
 
 #: MLflow 3's own default store. Never ``./mlruns``: MLflow 3 refuses that file store, and
 #: MLflow itself falls back to it when a ``./mlruns`` folder happens to exist.
@@ -75,13 +79,28 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 
 def make_tracker(config: SearchConfig) -> Tracker:
-    """The tracker ``config`` asks for: MLflow unless ``mlflow`` is off. Building the MLflow
-    tracker checks the store, so an unreachable server fails here, before any training."""
+    """The tracker ``config`` asks for: MLflow unless ``mlflow`` is off.
+
+    The checks that can fail on the user's input run here, without MLflow, so a bad model
+    name, an unreachable server or a missing store folder fails before any file or training.
+    Importing MLflow and opening its store cost seconds: they run on a background thread
+    while the search starts (:class:`~automl_cnn.tracking.deferred.DeferredTracker`)."""
     if not config.mlflow:
         return Tracker()
-    from automl_cnn.tracking.mlflow_tracker import MlflowTracker
+    from automl_cnn.tracking.checks import check_local_store, check_model_name, check_reachable
+    from automl_cnn.tracking.deferred import DeferredTracker
 
-    return MlflowTracker(config)
+    uri = resolve_tracking_uri(config.tracking_uri)
+    check_model_name(config.model_name or config.resolved_study_name)
+    check_reachable(uri)
+    check_local_store(uri)
+
+    def build() -> Tracker:
+        from automl_cnn.tracking.mlflow_tracker import MlflowTracker
+
+        return MlflowTracker(config.replace(tracking_uri=uri))  # the store checked above
+
+    return DeferredTracker(build)
 
 
 __all__ = ["DEFAULT_TRACKING_URI", "Tracker", "make_tracker", "resolve_tracking_uri"]

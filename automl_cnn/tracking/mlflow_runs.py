@@ -28,6 +28,7 @@ from automl_cnn.errors import UserError
 from automl_cnn.record import Outcome
 from automl_cnn.redact import scrub, without_password
 from automl_cnn.tracking.champion import CHAMPION
+from automl_cnn.tracking.checks import check_model_name  # noqa: F401 - kept importable here
 from automl_cnn.tracking.mlflow_store import (
     EXPERIMENT_KIND, SERVER_HINT, clip, global_tracking_uri, pip_requirements)
 
@@ -130,13 +131,6 @@ def log_model(client: MlflowClient, uri: str, experiment_id: str, *, study: str,
             model_name, source=f"models:/{logged.model_id}", run_id=run_id,
             model_id=logged.model_id, tags={TRIAL: str(number), "val_acc": f"{value:.6f}"})
     return str(version.version)
-
-
-def check_model_name(name: str) -> None:
-    if not name.strip() or any(c in name for c in "/:@"):
-        raise UserError(f"--model-name {name!r} cannot name a registered MLflow model: it must "
-                        "be non-empty and hold no '/', ':' or '@'. Pass e.g. --model-name "
-                        "digits-cnn.")
 
 
 def summary_metrics(summary: dict[str, Any]) -> list[Metric]:

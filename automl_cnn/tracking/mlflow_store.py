@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,8 +18,8 @@ import mlflow
 import torch
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from automl_cnn.errors import UserError
-from automl_cnn.redact import scrub, without_password
+from automl_cnn.tracking.checks import (  # noqa: F401 - kept importable from here
+    SERVER_HINT, check_reachable, server_answers)
 
 
 def import_pytorch_flavor() -> None:
@@ -43,33 +41,6 @@ import_pytorch_flavor()  # before anything else imports it
 #: which would scroll the progress bar away (the CLI names the store once instead).
 QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
               "MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-SERVER_HINT = ("Start one with `automl-cnn ui` (or `mlflow server --host 127.0.0.1 --port 5000`) "
-               "and pass --tracking-uri http://127.0.0.1:5000, leave --tracking-uri and "
-               "MLFLOW_TRACKING_URI unset to use the local store sqlite:///mlflow.db, or pass "
-               "--no-mlflow to search without tracking.")
-
-
-def server_answers(uri: str) -> bool:
-    """Whether the tracking store at ``uri`` answers now (see :func:`check_reachable`)."""
-    try:
-        check_reachable(uri)
-    except UserError:
-        return False
-    return True
-
-
-def check_reachable(uri: str) -> None:
-    """A tracking server that does not answer fails the search before anything trains."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
-    except urllib.error.HTTPError:
-        return  # it answered (a proxy without /health, an auth wall): the client decides
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        why = scrub(str(getattr(exc, "reason", exc)), uri)
-        raise UserError(f"cannot reach the MLflow tracking server {without_password(uri)} "
-                        f"({why}); nothing was trained. {SERVER_HINT}") from None
 
 
 @contextmanager
