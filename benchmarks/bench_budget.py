@@ -97,7 +97,8 @@ def baseline_rows(dataset: str, budget: float, seed: int, root: Path,
         cmd += ["--uncapped"] if uncapped else []
         wall, code = run(cmd, out)
         result = json.loads((out / "result.json").read_text()) if code == 0 else {}
-        rows.append({"arm": "C" if uncapped else "c", "baseline": b.name, "dataset": dataset, "budget": budget,
+        rows.append({"arm": "C" if uncapped else "c", "baseline": b.name, "dataset": dataset,
+                     "budget": budget,
                      "seed": seed, "wall": round(wall, 1), "code": code,
                      "test": result.get("test"), "final_epochs": result.get("epochs")})
     return rows

@@ -27,8 +27,8 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
 from automl_cnn.final_fit import (FinalPlan, ensemble_of, epoch_cap, epoch_seconds_for,
-                                  fit_each, fit_ensemble, more_trainings, plan_final_fit, save_final,
-                                  tta_views, with_tta)
+                                  fit_each, fit_ensemble, more_trainings, plan_final_fit,
+                                  save_final, tta_views, with_tta)
 from automl_cnn.finalists import ensemble_size, noise_band, pick_finalists
 from automl_cnn.ladder import (MIN_SEARCH_TRAININGS, Ladder, min_search_trainings, plan_ladder,
                                search_pays)

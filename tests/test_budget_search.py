@@ -187,7 +187,7 @@ def test_time_left_after_the_baselines_epoch_cap_trains_it_again_with_other_seed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ladder"]["whole"] and summary["trials"] == 1
     final = summary["final"]
-    n = final["trainings"]  # each further training gets at least 3/4 of the first's time
+    n = final["trainings"]  # each further training gets at least half the first's time
     assert n in (2, 3) and final["members"] == [summary["best"]["trial"]]
     assert final["epochs_planned"] == 4 and final["member_epochs"][0] == 4
     assert len(final["member_epochs"]) == n and max(final["member_epochs"]) == 4
