@@ -98,8 +98,9 @@ def whole_section(record: TrialRecord, networks: int = 1) -> Section:
         "(summary.json's ladder.reason gives the numbers)"
         + (f". Its validation accuracy ({record.val_acc or 0:.4f}) is measured on images it "
            "trained on; the test split is the honest score" if fidelity.with_val else "")
-        + (f". It reached its epoch cap with time left, so {networks - 1} more trainings of "
-           f"the same recipe with other seeds filled the budget: the model tested, exported "
+        + (f". It reached its epoch cap with time left, so {networks - 1} more "
+           f"training{'' if networks == 2 else 's'} of the same recipe with other seeds "
+           f"filled the budget: the model tested, exported "
            f"and loaded by load_best averages all {networks}" if networks > 1 else "")
         + ". Give a longer --timeout to search.")
     section.items.append(Figure("whole_budget", whole_figure(record)))

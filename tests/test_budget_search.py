@@ -206,7 +206,8 @@ def test_time_left_after_the_baselines_epoch_cap_trains_it_again_with_other_seed
     meta = json.loads((out / "final" / "meta.json").read_text())
     assert meta["trained_on"] == "train+val"
     # The report says so, and the MLflow champion is the average.
-    assert "more trainings of the same recipe" in Path(summary["report"]).read_text()
+    more = f"{n - 1} more training{'' if n == 2 else 's'} of"
+    assert more in printed and more in Path(summary["report"]).read_text()
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -119,7 +119,9 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--ensemble", type=int, default=3, metavar="K",
                         help="the final model averages up to K finalists whose validation "
                              "scores are too close to tell apart (within two standard errors "
-                             "of the best); 1: the best alone. Off under a size or latency "
+                             "of the best), or, when the budget is too short to search, up to "
+                             "K trainings of the one baseline with other seeds if time is left "
+                             "after its epoch cap; 1: one network. Off under a size or latency "
                              "limit")
     budget.add_argument("--tta", default="auto", choices=("auto", "off"),
                         help="the model you get averages its logits over each image and its "

@@ -72,7 +72,7 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
     if final and (final.get("trainings") or 1) > 1:
         epochs = final["member_epochs"]
         print(f"More trainings: trial {final['trial']} reached its {final['epochs_planned']}-"
-              f"epoch cap with time left, so {len(epochs) - 1} more trainings of it with "
+              f"epoch cap with time left, so {_trainings(len(epochs) - 1)} of it with "
               f"other seeds ({', '.join(map(str, epochs[1:]))} epochs) filled the budget; the "
               f"final model averages all {len(epochs)} ({final['seconds']:.1f}s of training)",
               file=out)
@@ -86,6 +86,10 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
         print(f"Final fit of trial {final['trial']}: {final['epochs']} epochs on "
               f"{final['train_images']:,} train + validation images in {final['seconds']:.1f}s"
               + (f" (stopped: {final['stopped']})" if final.get("stopped") else ""), file=out)
+
+
+def _trainings(n: int) -> str:
+    return f"{n} more training{'' if n == 1 else 's'}"
 
 
 def print_limits_and_front(summary: dict[str, Any], out: Any) -> None:
