@@ -120,23 +120,22 @@ def fit_final(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
 
 def fit_ensemble(specs: Sequence[ArchSpec], plans: Sequence[FinalPlan], data: ImageSplits,
                  device: Device, *, seed: int, deadline: float | None,
-                 on_epoch: Callable[[dict[str, float]], None] | None = None,
-                 seeds: Sequence[int] | None = None) -> tuple[ArchSpec, FitResult]:
-    """:func:`fit_final` of each spec in turn (each with ``plans[i]`` and ``seeds[i]``, else
-    ``seed``; with a ``deadline``, a ``time.time()`` reading, each gets an equal share of the
-    time left when it starts); one spec gives its own fit, several an
-    :class:`automl_cnn.network.Ensemble` of them (:func:`ensemble_of`)."""
-    return ensemble_of(*fit_each(specs, plans, data, device, deadline=deadline,
-                                 seeds=[seed] * len(specs) if seeds is None else seeds,
-                                 on_epoch=on_epoch))
+                 on_epoch: Callable[[dict[str, float]], None] | None = None
+                 ) -> tuple[ArchSpec, FitResult]:
+    """:func:`fit_final` of each spec in turn, all with ``seed`` (each with ``plans[i]``; with
+    a ``deadline``, a ``time.time()`` reading, each gets an equal share of the time left when
+    it starts); one spec gives its own fit, several an :class:`automl_cnn.network.Ensemble`
+    of them (:func:`ensemble_of`)."""
+    return ensemble_of(*fit_each(specs, plans, data, device, seeds=[seed] * len(specs),
+                                 deadline=deadline, on_epoch=on_epoch))
 
 
 def fit_each(specs: Sequence[ArchSpec], plans: Sequence[FinalPlan], data: ImageSplits,
              device: Device, *, seeds: Sequence[int], deadline: float | None,
              on_epoch: Callable[[dict[str, float]], None] | None = None
              ) -> tuple[list[ArchSpec], list[FitResult]]:
-    """:func:`fit_final` of each spec in turn, as :func:`fit_ensemble` describes: the specs
-    (each holding the epochs it trained) and their fits."""
+    """:func:`fit_final` of each spec in turn, as :func:`fit_ensemble` describes, each with its
+    own ``seeds[i]``: the specs (each holding the epochs it trained) and their fits."""
     fits, trained = [], []
     for i, (spec, plan) in enumerate(zip(specs, plans)):
         share = None if deadline is None else max(0.0, deadline - time.time()) / (len(specs) - i)

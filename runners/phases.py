@@ -21,8 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from automl_cnn.arch import ArchSpec
 from automl_cnn.budget import Budget
-from automl_cnn.checkpoint import CheckpointMeta, load_checkpoint
+from automl_cnn.checkpoint import ARCH, CheckpointMeta, load_checkpoint
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
@@ -253,13 +254,7 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
             deadline=None if seconds is None else time.time() + seconds)
     finally:
         bar.close()
-    meta = CheckpointMeta.for_dataset(data, study_name=study.study_name, trial=best.number,
-                                      value=best.val_acc, trained_on="train+val")
-    folder = save_final(run_dir, fit, spec, meta)
-    if tracker is not None:  # the final model becomes the registered champion
-        example = data.x_val[:4].float().div(255.0).cpu()
-        tracker.final_model(best.number, fit.model.to("cpu").eval(), example,
-                            history=fit.history, value=float(best.val_acc or 0.0))
+    folder = hand_over(study, data, run_dir, best, spec, fit, tracker)
     return {"trial": best.number, "dir": str(folder), "tta": spec.head.tta,
             "members": [m.number for m in members],
             "member_epochs": [n.train.epochs for n in spec.networks],
@@ -269,6 +264,27 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
             "stopped": fit.stopped_reason,
             "train_images": len(data.y_train) + len(data.y_val),
             "history": fit.history}
+
+
+def hand_over(study: optuna.Study, data: ImageSplits, run_dir: Path, trial: TrialRecord,
+              spec: ArchSpec, fit: FitResult, tracker: Tracker | None) -> Path:
+    """Save the model fitted on train + validation for ``trial`` as the run's final model
+    (``RUN_DIR/final``), and make it the registered MLflow champion; returns its folder."""
+    meta = CheckpointMeta.for_dataset(data, study_name=study.study_name, trial=trial.number,
+                                      value=trial.val_acc, trained_on="train+val")
+    folder = save_final(run_dir, fit, spec, meta)
+    if tracker is not None:
+        example = data.x_val[:4].float().div(255.0).cpu()
+        tracker.final_model(trial.number, fit.model.to("cpu").eval(), example,
+                            history=fit.history, value=float(trial.val_acc or 0.0))
+    return folder
+
+
+def end_scoring_seconds(plan: SearchPlan, config: SearchConfig, data: ImageSplits) -> float:
+    """Seconds the end of the command takes to score the test split with one network of the
+    model handed over (twice where it averages flips), at the plan's timed speed."""
+    return scoring_seconds(len(data.y_test), plan.images_per_second,
+                           tta_views(config, data.flip_ok))
 
 
 def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSplits,
@@ -291,12 +307,11 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
     took = first.timings.train_seconds
     if first.epochs_trained < cap or not took:
         return None  # the clock ended it: the budget is spent
-    scoring = scoring_seconds(len(data.y_test), plan.images_per_second,
-                              tta_views(config, data.flip_ok))  # each network scores the test
+    scoring = end_scoring_seconds(plan, config, data)  # each network scores the test split
     left = budget.final_left()
     extra = more_trainings(left, took + scoring, ensemble_size(config) - 1)
     folder = RunDir(run_dir).trial_folder(first.number)
-    if extra == 0 or not (folder / "arch.json").exists():
+    if extra == 0 or not (folder / ARCH).exists():
         return None
     log.info("the baseline reached its %d-epoch cap in %.0fs; %d more trainings fill the "
              "%.0fs left", cap, took, extra, left)
@@ -313,13 +328,7 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
     trained = replace(first.spec, train=replace(first.spec.train, epochs=first.epochs_trained))
     spec, both = ensemble_of([trained, *specs], [
         FitResult(own, [dict(r) for r in first.history], took, None), *fits])
-    meta = CheckpointMeta.for_dataset(data, study_name=study.study_name, trial=first.number,
-                                      value=first.val_acc, trained_on="train+val")
-    saved = save_final(run_dir, both, spec, meta)
-    if tracker is not None:
-        example = data.x_val[:4].float().div(255.0).cpu()
-        tracker.final_model(first.number, both.model.to("cpu").eval(), example,
-                            history=both.history, value=float(first.val_acc or 0.0))
+    saved = hand_over(study, data, run_dir, first, spec, both, tracker)
     return {"trial": first.number, "dir": str(saved), "tta": spec.head.tta,
             "members": [first.number], "trainings": len(spec.networks),
             "member_epochs": [n.train.epochs for n in spec.networks],
@@ -329,5 +338,6 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
 
 
 __all__ = ["SearchPlan", "budget_summary", "final_fit_need", "final_plans",
-           "for_plan", "plan_search", "rung_counts", "run_final_fit", "run_more_trainings",
-           "search_bar", "search_rounds", "whole_budget_ladder", "winner_plan"]
+           "for_plan", "hand_over", "plan_search", "rung_counts", "run_final_fit",
+           "run_more_trainings", "search_bar", "search_rounds", "end_scoring_seconds",
+           "whole_budget_ladder", "winner_plan"]

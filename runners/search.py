@@ -22,7 +22,6 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits, load_dataset
 from automl_cnn.device import Device, resolve_device
 from automl_cnn.errors import UserError
-from automl_cnn.final_fit import tta_views
 from automl_cnn.front import front_summary
 from automl_cnn.record import DatasetInfo, enqueue_baseline, read_study_info, write_study_info
 from automl_cnn.redact import require_password, without_password
@@ -36,9 +35,8 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
 from .parallel import plan_workers, run_workers
-from .climb import scoring_seconds
 from .phases import (SearchPlan, budget_summary, for_plan, plan_search, run_final_fit,
-                     run_more_trainings, search_bar, search_rounds)
+                     run_more_trainings, search_bar, search_rounds, end_scoring_seconds)
 from .progress import poll_progress
 from .slots import run_until_target, settle_target
 from .storage_lock import storage_lock
@@ -194,8 +192,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
     plan = plan_search(config, space, data, device, budget)
     if budget is not None:  # the end scores the test split: keep its time (flips: twice)
-        budget = budget.reserving(scoring_seconds(
-            len(data.y_test), plan.images_per_second, tta_views(config, data.flip_ok)))
+        budget = budget.reserving(end_scoring_seconds(plan, config, data))
     budget, config, target, enough = for_plan(plan, budget, config, study)
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          ladder=plan.ladder, images_per_second=plan.images_per_second)
