@@ -149,6 +149,16 @@ class CNNModule(L.LightningModule):
         while sched.last_epoch < min(due, self.total_steps):
             sched.step()
 
+    def on_train_batch_end(self, *_: Any) -> None:
+        # A clocked fit stopped at its deadline (Deadline, a callback, ran first) ends annealed:
+        # its last step read the clock a moment before the deadline check did, so it may stand
+        # a few steps short of the schedule's end (CI once saw 32,995 of 33,000).
+        sched = self.lr_schedulers()
+        if self.clock and sched is not None and any(
+                isinstance(c, Deadline) and c.reached for c in self.trainer.callbacks):
+            while sched.last_epoch < self.total_steps:
+                sched.step()
+
     def on_train_epoch_end(self) -> None:
         if not self.validating:
             self._add_train_row()  # an epoch cut short (max_seconds) has no last batch
