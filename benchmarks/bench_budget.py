@@ -8,7 +8,9 @@ Arms, each a real command timed from outside (imports, data, search, final fit, 
   TPE + median pruning, no final fit (the search's own weights are tested);
 - (c) ``baseline``: one enqueued baseline alone, trained on train + validation with its
   epochs stretched to fill the budget (each baseline of the space, run separately; the table
-  reports the better one per seed, an oracle pick that favours this arm);
+  reports the better one per seed, an oracle pick that favours this arm), tested averaging
+  each image with its mirror image where flips keep labels, as (a)'s model is (the score
+  without flips is recorded too, ``test_plain``);
 - (C) ``long``: the first baseline alone as in (c), but without the final fit's epoch cap
   (8x its recipe's epochs): a person who trains the one recipe for the whole budget, however
   long that is;
@@ -34,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +103,8 @@ def baseline_rows(dataset: str, budget: float, seed: int, root: Path,
         rows.append({"arm": "C" if uncapped else "c", "baseline": b.name, "dataset": dataset,
                      "budget": budget,
                      "seed": seed, "wall": round(wall, 1), "code": code,
-                     "test": result.get("test"), "final_epochs": result.get("epochs")})
+                     "test": result.get("test"), "test_plain": result.get("test_plain"),
+                     "final_epochs": result.get("epochs")})
     return rows
 
 
@@ -119,6 +123,7 @@ def baseline_alone(index: int, dataset: str, seed: int, budget: float, out: Path
     from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
     from automl_cnn.final_fit import fit_final, plan_final_fit
+    from automl_cnn.network import FlipAveraged
     from automl_cnn.runners.climb import measure_speed
     from automl_cnn.search_spaces import load_space
     from automl_cnn.training import evaluate, silence_lightning
@@ -138,9 +143,15 @@ def baseline_alone(index: int, dataset: str, seed: int, budget: float, out: Path
     # is its own (clocked=False keeps this arm what it was).
     fit = fit_final(spec, data, device, seed=seed, plan=plan, max_seconds=budget_.final_left(),
                     clocked=False)
-    test = evaluate(fit.model.to(data.x_test.device), data.x_test, data.y_test)["accuracy"]
+    model = fit.model.to(data.x_test.device)
+    plain = evaluate(model, data.x_test, data.y_test)["accuracy"]
+    # Where flips keep labels, the person averages flips at test time too, as the command's
+    # model does (--tta auto): the strongest simple alternative, scored like (a).
+    flipped = (evaluate(FlipAveraged(OrderedDict(model.named_children())).eval(),
+                        data.x_test, data.y_test)["accuracy"] if data.flip_ok else plain)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps({"test": test, "epochs": len(fit.history),
+    (out / "result.json").write_text(json.dumps({"test": flipped, "test_plain": plain,
+                                                 "epochs": len(fit.history),
                                                  "planned": plan.epochs}))
 
 
@@ -157,7 +168,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                 by_seed.setdefault(r["seed"], []).append(r)
             tests = [max((r["test"] or 0.0) for r in rs) for rs in by_seed.values()]
             note = "; ".join(f"{r['baseline']} s{r['seed']}: {r['test'] or 0:.4f} "
-                             f"({r['final_epochs']} ep)" for r in mine)
+                             f"(no flips {r.get('test_plain') or 0:.4f}; "
+                             f"{r['final_epochs']} ep)" for r in mine)
         else:
             tests = [r["test"] or 0.0 for r in mine]
             note = "; ".join(f"s{r['seed']}: {r['trials']} trials, rungs {r['rungs']}"
