@@ -44,7 +44,8 @@ from automl_cnn.tracking import Tracker, resolve_tracking_uri
 from automl_cnn.tracking.champion import CHAMPION, LOSS_TAG, beats_champion, crown_best
 from automl_cnn.tracking.mlflow_runs import (
     ROLE, STUDY, TRIAL, attach_parent, check_model_name, cost_metrics, create_parent, log_front,
-    log_architecture, log_dataset, log_model, now_ms, open_experiment, study_parents, summary_metrics)
+    log_architecture, log_dataset, log_model, now_ms, open_experiment, study_parents,
+    summary_metrics)
 from automl_cnn.tracking.mlflow_store import (
     check_reachable, clip, dataset_input, quick_http, server_answers)
 
