@@ -146,18 +146,21 @@ class CNNModule(L.LightningModule):
         if self.clock:
             share = (time.perf_counter() - self._clock_t0) / self.clock
             due = max(due, int(share * self.total_steps))
-        while sched.last_epoch < min(due, self.total_steps):
+        self._schedule_to(sched, due)
+
+    def _schedule_to(self, sched: Any, step: int) -> None:
+        while sched.last_epoch < min(step, self.total_steps):
             sched.step()
 
     def on_train_batch_end(self, *_: Any) -> None:
         # A clocked fit stopped at its deadline (Deadline, a callback, ran first) ends annealed:
         # its last step read the clock a moment before the deadline check did, so it may stand
         # a few steps short of the schedule's end (CI once saw 32,995 of 33,000).
-        sched = self.lr_schedulers()
-        if self.clock and sched is not None and any(
-                isinstance(c, Deadline) and c.reached for c in self.trainer.callbacks):
-            while sched.last_epoch < self.total_steps:
-                sched.step()
+        if self.clock and any(isinstance(c, Deadline) and c.reached
+                              for c in self.trainer.callbacks):
+            sched = self.lr_schedulers()
+            if sched is not None:
+                self._schedule_to(sched, self.total_steps)
 
     def on_train_epoch_end(self) -> None:
         if not self.validating:
