@@ -121,10 +121,22 @@ def run_once(dataset: str, jobs: str, *, trials: int | None, seconds: float | No
         "wall_s": round(wall, 2), "search_s": round(search, 2),
         "trials_per_hour": round(trials * 3600 / search, 1),
         "device_busy_pct": sampler.mean(first, last),
+        # the search phase alone (from the run files' birth): the final fit is one process
+        "device_busy_pct_search": sampler.mean(first, first + search),
         "device_busy_pct_whole_command": sampler.mean(),
         "best_val_acc": (summary.get("best") or {}).get("value"),
         "test_acc": (summary.get("test") or {}).get("accuracy"),
+        "plan": {k: summary.get(k) for k in ("phases", "ladder", "rungs", "images_per_second",
+                                             "workers_speedup", "timeout")},
+        "final": _final_brief(summary.get("final")),
     }
+
+
+def _final_brief(final: Any) -> Any:
+    """The final fit's epochs, seconds and members, without its per-epoch history."""
+    if not isinstance(final, dict):
+        return final
+    return {k: v for k, v in final.items() if k not in ("history", "curve")}
 
 
 def compare(dataset: str, jobs: list[str], *, rounds: int, **kw: Any) -> list[dict[str, Any]]:

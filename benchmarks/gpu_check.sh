@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The GPU check of issue 11, run ONCE on a lent GPU box from the repository root (about 9 min):
+# The GPU check of issues 10 and 11, on a lent GPU box from the repository root, in two parts
+# that fit one call each (the device tool allows 10 minutes a call):
 #
-#   bash benchmarks/gpu_check.sh                      # the GPU box; figures land in $OUT
-#   CPU_SMOKE=1 OUT=/tmp/gc bash benchmarks/gpu_check.sh   # here: tiny sizes, CPU, no wheels
+#   PART=a bash benchmarks/gpu_check.sh    # ~7 min: how k workers share the GPU, then the
+#                                          # default search of a 60k set with --jobs 8
+#   PART=b bash benchmarks/gpu_check.sh    # ~6 min: the same budget with --jobs 1 (no search:
+#                                          # the first baseline alone), then digits, CUDA tests
+#   CPU_SMOKE=1 OUT=/tmp/gc PART=a bash benchmarks/gpu_check.sh   # here: tiny, CPU, no wheels
 #
 # Every step runs under its own `timeout` (capped by what is left of BUDGET seconds) and writes
 # its figures to $RES/<step>.json|txt (packed into $OUT/results.tgz) as soon as it has them.
@@ -16,12 +20,13 @@ SMOKE=${CPU_SMOKE:-0}
 # A smoke run on a small, shared CPU is slow: its limits stretch by SCALE (default 5).
 SCALE=${SCALE:-$([ "$SMOKE" = 1 ] && echo 5 || echo 1)}
 BUDGET=${BUDGET:-$(( 560 * SCALE ))}
+PART=${PART:-a}
 PY=${PY:-python3}
 REPO=$PWD
 START=$(date +%s)
 # Figures go to $RES; after every step they are packed into ONE file, $OUT/results.tgz, because
 # the device tool brings back only a few files from $OUT (a run that wrote 13 lost most of them).
-RES=${RES:-/tmp/gpu_check_res}
+RES=${RES:-/tmp/gpu_check_res_$PART}
 mkdir -p "$OUT" "$RES"
 pack() { tar czf "$OUT/results.tgz" -C "$RES" . 2>/dev/null; }
 
@@ -72,51 +77,52 @@ from automl_cnn.device import resolve_device
 from automl_cnn.runners.parallel import auto_jobs, plan_workers
 from automl_cnn.config import SearchConfig
 device = resolve_device("auto")
-print("device", device, "--jobs auto ->", auto_jobs(device), plan_workers(SearchConfig(), device))
+plan = plan_workers(SearchConfig(), device)
+print("device", device, "--jobs auto ->", auto_jobs(device), plan, "speedup", plan.speedup)
 EOF
 log "env: $(tail -n +1 "$RES/env.txt" | tr '\n' ' ' | cut -c1-400)"
 
 if [ "$SMOKE" = 1 ]; then
-  DIGITS=(--trials 4 --space tiny --device cpu); JOBS_N=2; JOBS_MANY=2
+  DIGITS=(--trials 4 --space tiny --device cpu); JOBS_MANY=2
   IDX=(--n 2000 --test 500); SET60=(--seconds 40 --space tiny --device cpu --as-user)
-  OVER=(--dataset digits --device cpu --epochs 2 --rounds 1 --threads 1)
+  SHARE=(--device cpu --workers 1 2 --seconds 1 --rounds 1)
 else
   nvidia-smi > "$RES/nvidia_smi.txt" 2>&1
   nvidia-smi --query-gpu=name,memory.total,memory.used,utilization.gpu,driver_version \
       --format=csv >> "$RES/nvidia_smi.txt" 2>&1
-  DIGITS=(--trials 100); JOBS_N=auto; JOBS_MANY=8
-  IDX=(--n 60000 --test 10000); SET60=(--seconds 100 --as-user)
-  OVER=(--dataset mnist:/tmp/idx60k --device cuda --epochs 2 --rounds 2)
+  DIGITS=(--trials 100); JOBS_MANY=8
+  IDX=(--n 60000 --test 10000); SET60=(--seconds 300 --as-user)
+  SHARE=(--device cuda --workers 1 2 4 8 --seconds 5 --rounds 2)
 fi
 
-# -- 0. the tests that skip without CUDA: training memory measured against the CPU estimate,
-#       latency timed with CUDA events (they print their figures; -s keeps the prints) --------
-step cuda_tests 40 $PY -m pytest -q -s -p no:cacheprovider -k cuda \
-    "$REPO/tests/test_constraints_units.py"
+# -- a 60,000-image 28x28 grey set in IDX format (the clutter generator, 10 classes), here ----
+[ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
+  step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
 
-# -- 1. digits, `search --trials 100 --no-mlflow`: --jobs 1, then --jobs auto -------------------
-step digits_jobs1 65 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" --jobs 1 \
-    --json "$RES/digits_jobs1.json"
-step digits_jobs_auto 75 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" \
-    --jobs "$JOBS_N" --json "$RES/digits_jobs_auto.json"
-
-# -- 2. a 60,000-image 28×28 grey set in IDX format, generated here (numpy) -------------------
-step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
-
-# -- 3. the default search, --timeout 100 (the whole command), --jobs 1 / auto / JOBS_MANY -----
-step set60k_jobs1 110 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k "${SET60[@]}" \
-    --jobs 1 --json "$RES/set60k_jobs1.json"
-step set60k_jobs_auto 110 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
-    "${SET60[@]}" --jobs "$JOBS_N" --json "$RES/set60k_jobs_auto.json"
-step set60k_jobs_many 110 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
-    "${SET60[@]}" --jobs "$JOBS_MANY" --json "$RES/set60k_jobs_many.json"
-
-# -- 4. Lightning vs a bare loop, and a training step's TFLOP/s --------------------------------
-step overhead 60 $PY "$B/bench_overhead.py" "${OVER[@]}" --json "$RES/overhead.json"
-
-# -- 5. host syncs per training step (CUDA only) ----------------------------------------------
-[ "$SMOKE" = 1 ] || step syncs 30 $PY "$B/bench_syncs.py" --dataset digits --epochs 3 \
-    --json "$RES/syncs.json"
+if [ "$PART" = a ]; then
+  # -- 1. k workers sharing the device: images/s as a multiple of one (GPU_SHARING) ----------
+  step sharing 120 $PY "$B/bench_concurrency.py" --dataset mnist:/tmp/idx60k "${SHARE[@]}" \
+      --json "$RES/sharing.json"
+  # The searches below plan with the table just measured (what runners/parallel.py then holds).
+  SHARING=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['sharing_env'])" \
+      "$RES/sharing.json" 2>/dev/null)
+  [ -n "$SHARING" ] && export AUTOML_CNN_GPU_SHARING=$SHARING
+  log "AUTOML_CNN_GPU_SHARING=${AUTOML_CNN_GPU_SHARING:-unset}"
+  # -- 2. the default search of the 60k set, --timeout 300 (the whole command), --jobs 8 -----
+  step set60k_jobs_many 330 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
+      "${SET60[@]}" --jobs "$JOBS_MANY" --json "$RES/set60k_jobs_many.json"
+else
+  # -- 3. the same budget with --jobs 1: too short to search, the first baseline trains alone -
+  step set60k_jobs1 330 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
+      "${SET60[@]}" --jobs 1 --json "$RES/set60k_jobs1.json"
+  # -- 4. digits, `search --trials 100 --no-mlflow`, --jobs auto (the default) ---------------
+  step digits_jobs_auto 75 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" \
+      --jobs auto --json "$RES/digits_jobs_auto.json"
+  # -- 5. the tests that skip without CUDA (training memory against its estimate, latency by
+  #       CUDA events; -s keeps their prints) --------------------------------------------------
+  step cuda_tests 40 $PY -m pytest -q -s -p no:cacheprovider -k cuda \
+      "$REPO/tests/test_constraints_units.py"
+fi
 
 [ "$SMOKE" = 1 ] || nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv \
     >> "$RES/nvidia_smi.txt" 2>&1

@@ -24,6 +24,7 @@ from typing import Any
 
 from automl_cnn.config import SearchConfig
 from automl_cnn.device import Device
+from automl_cnn.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ BUSY_PERCENT = 50
 #: (1 torch thread each) ran 0.75x the trials per hour of --jobs 1 (2 threads). A seeded
 #: one-process search is reproducible too; N workers are not.
 CORES_PER_CPU_WORKER = 4
+#: Training images/s of k workers sharing one GPU, as a multiple of one worker alone: (k,
+#: multiple) points, linear between them and flat past the last. A small CNN's steps leave a
+#: big GPU mostly idle (one trial kept an H100 16-17 % busy), and other processes' kernels fill
+#: the gaps. Measured with ``benchmarks/bench_concurrency.py`` (the VGG-style baseline on a
+#: 60,000-image 28x28 set, batch 64, bf16).
+GPU_SHARING = ((1, 1.0), (2, 1.9), (4, 3.5), (8, 5.0))
+#: Another card's table, measured with the same script: ``AUTOML_CNN_GPU_SHARING=2:1.9,4:3.1``.
+SHARING_ENV = "AUTOML_CNN_GPU_SHARING"
 STOP_REASONS = ("", "Ctrl-C", "SIGTERM")
 POLL_SECONDS = 0.25
 
@@ -53,6 +62,63 @@ class WorkerPlan:
     @property
     def count(self) -> int:
         return len(self.devices)
+
+    @property
+    def speedup(self) -> float:
+        """Training images/s of all the workers together, as a multiple of one alone: 1 on a
+        CPU (the workers share its cores), else the sum over the GPUs of
+        :func:`gpu_sharing` of the workers on each."""
+        if not self.devices[0].startswith("cuda"):
+            return 1.0
+        return sum(gpu_sharing(self.devices.count(d)) for d in set(self.devices))
+
+    @property
+    def share(self) -> float:
+        """Each worker's training speed as a share of one worker alone (on the most crowded
+        device): what sizes a rung's time limit and its scoring time in a worker."""
+        if not self.devices[0].startswith("cuda"):
+            return 1.0 / self.count
+        most = max(self.devices.count(d) for d in set(self.devices))
+        return gpu_sharing(most) / most
+
+
+def gpu_sharing(workers: int) -> float:
+    """Images/s of ``workers`` sharing one GPU as a multiple of one alone (:func:`sharing_table`).
+
+    Example:
+        >>> gpu_sharing(1), gpu_sharing(3) == (GPU_SHARING[1][1] + GPU_SHARING[2][1]) / 2
+        (1.0, True)
+    """
+    points = sharing_table()
+    if workers <= points[0][0]:
+        return points[0][1]
+    for (k0, v0), (k1, v1) in zip(points, points[1:]):
+        if workers <= k1:
+            return v0 + (v1 - v0) * (workers - k0) / (k1 - k0)
+    return points[-1][1]
+
+
+def sharing_table() -> tuple[tuple[int, float], ...]:
+    """:data:`GPU_SHARING`, or the table in ``$AUTOML_CNN_GPU_SHARING`` (``k:multiple`` pairs,
+    comma-separated; one worker is always 1.0). A malformed value is one clear error."""
+    text = os.environ.get(SHARING_ENV, "").strip()
+    if not text:
+        return GPU_SHARING
+    points = {1: 1.0}
+    try:
+        for part in text.split(","):
+            k, multiple = part.split(":")
+            points[int(k)] = float(multiple)
+        ok = all(k >= 1 and 0 < v <= k for k, v in points.items()) and points[1] == 1.0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UserError(
+            f"{SHARING_ENV}={text!r} is not a table of workers per GPU and their speed-up. "
+            "Write it as comma-separated k:multiple pairs, each multiple above 0 and at most k "
+            "(e.g. 2:1.9,4:3.5,8:5), as benchmarks/bench_concurrency.py measures it, or unset "
+            "it to use the table measured on an H200.")
+    return tuple(sorted(points.items()))
 
 
 def usable_cores() -> int:
@@ -254,4 +320,5 @@ class _SharedStop:
         return bool(self._own) or bool(self._code.value) or os.getppid() != self._parent
 
 
-__all__ = ["WorkerPlan", "auto_jobs", "plan_workers", "run_workers", "worker_main"]
+__all__ = ["WorkerPlan", "auto_jobs", "gpu_sharing", "plan_workers", "run_workers",
+           "sharing_table", "worker_main"]

@@ -51,13 +51,20 @@ class SearchPlan:
     """The ladder the search climbs and the speed it was sized from."""
 
     ladder: Ladder
-    images_per_second: float | None
+    images_per_second: float | None  # one worker alone
     seconds: float  # spent measuring
+    #: The search phase's workers together train this many times one worker's images/s
+    #: (:attr:`~automl_cnn.runners.parallel.WorkerPlan.speedup`).
+    speedup: float = 1.0
 
 
 def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, device: Device,
-                budget: Budget | None) -> SearchPlan:
-    """Measure the baselines' training speed and size the ladder (flat without a budget)."""
+                budget: Budget | None, *, speedup: float = 1.0) -> SearchPlan:
+    """Measure the baselines' training speed and size the ladder (flat without a budget).
+
+    ``speedup``: the search phase's workers train that many times one worker's images/s
+    (``--jobs N`` sharing a GPU); the final fit trains in one process at one worker's speed.
+    """
     n = len(data.y_train)
     if budget is None or config.ladder == "off" or config.multi_objective:
         why = "no time budget" if budget is None else "--ladder off"
@@ -74,27 +81,31 @@ def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, dev
     speeds = timed(specs[:1])
     epochs = [s.train.epochs for s in specs] or [space.max_epochs]
     least = min_search_trainings(n, data.num_classes)
+    # One worker's seconds a search would buy: the search phase's, times its workers' speedup.
+    bought = budget.final_left() + (speedup - 1.0) * budget.search_left()
     if speeds and speeds[0] and not search_pays(
-            total_seconds=budget.final_left(), images_per_second=speeds[0], train_images=n,
+            total_seconds=bought, images_per_second=speeds[0], train_images=n,
             spec_epochs=epochs[0], min_trainings=least):
         # Too short to search: the first baseline is all that trains, so the others' speed
         # is not worth the budget's time.
-        ladder = whole_budget_ladder(data, budget.final_left(), speeds[0], epochs[0], least)
+        ladder = whole_budget_ladder(data, budget.final_left(), speeds[0], epochs[0], least,
+                                     bought=bought)
         log.info("no search: %s", ladder.reason)
         return SearchPlan(ladder, speeds[0], time.perf_counter() - started)
     speeds += timed(specs[1:])
     ips = statistics.fmean(speeds or [0.0])  # the baselines stand for a typical candidate
     ladder = plan_ladder(train_images=n, num_classes=data.num_classes,
                          spec_epochs=max(epochs), search_seconds=budget.search_left(),
-                         images_per_second=ips)
-    log.info("ladder: %s (%.0f images/s)", ladder.to_dict(), ips)
-    return SearchPlan(ladder, ips, time.perf_counter() - started)
+                         images_per_second=ips * speedup)
+    log.info("ladder: %s (%.0f images/s, x%.2f workers)", ladder.to_dict(), ips, speedup)
+    return SearchPlan(ladder, ips, time.perf_counter() - started, speedup)
 
 
 #: A trial's Trainer, first batch and checkpoint cost about this much beyond its epochs (CPU).
 TRIAL_SETUP_S = 3.0
 def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: float,
-                        spec_epochs: int, least: int = MIN_SEARCH_TRAININGS) -> Ladder:
+                        spec_epochs: int, least: int = MIN_SEARCH_TRAININGS, *,
+                        bought: float | None = None) -> Ladder:
     """The plan when the budget is too short to search: the space's first baseline trains on
     train + validation (there is nothing to select, so no image is held out) until the search
     deadline, its schedule run by the clock (:func:`automl_cnn.training.fit_spec`'s
@@ -105,7 +116,8 @@ def whole_budget_ladder(data: ImageSplits, seconds: float, images_per_second: fl
     epochs = plan_final_fit(seconds=max(0.0, seconds - TRIAL_SETUP_S),
                             epoch_seconds=(n + n_val) / images_per_second,
                             spec_epochs=spec_epochs).epochs
-    trainings = seconds * images_per_second / (n * spec_epochs)
+    # ``bought``: one worker's seconds a search would have had (several workers: more)
+    trainings = (seconds if bought is None else bought) * images_per_second / (n * spec_epochs)
     return Ladder.whole_budget(n + n_val, epochs, (
         f"the budget buys {trainings:.1f} full trainings, fewer than the "
         f"{least} a search needs: the first baseline trains for all of it"))
@@ -209,6 +221,7 @@ def budget_summary(study: optuna.Study, config: SearchConfig, plan: SearchPlan |
     the final fit (``None`` where there was none)."""
     return {"timeout": config.timeout, "ladder": plan.ladder.to_dict() if plan else None,
             "images_per_second": plan.images_per_second if plan else None,
+            "workers_speedup": plan.speedup if plan else None,
             "rungs": rung_counts(study), "final": final}
 
 

@@ -34,7 +34,7 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
-from .parallel import plan_workers, run_workers
+from .parallel import plan_workers, run_workers, sharing_table
 from .phases import (SearchPlan, budget_summary, for_plan, plan_search, run_final_fit,
                      run_more_trainings, search_bar, search_rounds, end_scoring_seconds)
 from .progress import poll_progress
@@ -66,6 +66,7 @@ def prepare(config: SearchConfig, *, resume: bool,
     space = load_space(config.space)
     device = resolve_device(config.device)
     latency_target(config, device)  # a --latency-device GPU that is not there fails here
+    sharing_table()  # a malformed $AUTOML_CNN_GPU_SHARING fails here, on any device
     data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
                         train_subset=config.train_subset)
     _check_run_dir(config, resume=resume, join=join)
@@ -190,18 +191,21 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     began = time.perf_counter()
     startup = time.monotonic() - started if started is not None else 0.0  # imports, data, study
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
-    plan = plan_search(config, space, data, device, budget)
+    plan = plan_search(config, space, data, device, budget,
+                       speedup=plan_workers(config, device).speedup)
     if budget is not None:  # the end scores the test split: keep its time (flips: twice)
         budget = budget.reserving(end_scoring_seconds(plan, config, data))
     budget, config, target, enough = for_plan(plan, budget, config, study)
+    workers = plan_workers(config, device)  # one when the budget is too short to search
+    each = plan.images_per_second and plan.images_per_second * workers.share  # workers share
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
-                         ladder=plan.ladder, images_per_second=plan.images_per_second)
+                         ladder=plan.ladder, images_per_second=each)
     # The search phase, then the time the final fit can spare.
     for budget in search_rounds(plan, study, budget, data, config):
         runner.deadline = None if budget is None else time.time() + budget.search_left()
         bar = search_bar(plan, config, budget, runner, enabled=progress)
-        interrupted = _search_phase(config, study, runner, plan_workers(config, device), stop,
-                                    bar, budget, tracker, target, enough)
+        interrupted = _search_phase(config, study, runner, workers, stop, bar, budget,
+                                    tracker, target, enough)
         if interrupted:
             break
     searched = time.perf_counter()

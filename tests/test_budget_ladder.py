@@ -264,3 +264,8 @@ def test_a_split_too_small_to_ladder_searches_from_fewer_full_trainings() -> Non
     short = replace(budget, total=7 * full + budget.reserve)  # 7 trainings: too short
     whole = plan_search(SearchConfig(timeout=short.total), space, data, device, short).ladder
     assert whole.whole and f"fewer than the {MIN_SMALL_SEARCH_TRAININGS}" in whole.reason
+    # Workers that together train 8x one worker's speed make the same 7 trainings' budget a
+    # search (its half of the budget buys 28 trainings' worth); the final fit stays one worker.
+    shared = plan_search(SearchConfig(timeout=short.total), space, data, device, short,
+                         speedup=8.0)
+    assert not shared.ladder.whole and shared.speedup == 8.0

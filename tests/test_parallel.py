@@ -37,6 +37,49 @@ def test_worker_plan_splits_threads_and_never_exceeds_the_trials() -> None:
     assert plan_workers(SearchConfig(trials=10, jobs=None), cpu).count >= 1
 
 
+def test_workers_sharing_a_gpu_count_as_their_measured_speedup_not_their_number() -> None:
+    # What sizes a search under --jobs N: N workers on one GPU train GPU_SHARING's multiple of
+    # one worker's images/s (less than N: they queue on the card), workers on different GPUs
+    # add up, and workers on a CPU share its cores (no gain). Each worker's own speed, which
+    # times its rungs, is that total split between the workers of the most crowded device.
+    from automl_cnn.runners.parallel import GPU_SHARING, WorkerPlan, gpu_sharing
+
+    one_gpu = dict(GPU_SHARING)
+    assert gpu_sharing(1) == 1.0 and gpu_sharing(0) == 1.0
+    assert all(gpu_sharing(k) == v for k, v in GPU_SHARING)
+    assert gpu_sharing(100) == GPU_SHARING[-1][1]  # flat past the last point measured
+    assert all(a < b for (_, a), (_, b) in zip(GPU_SHARING, GPU_SHARING[1:]))  # more is faster
+    assert all(v <= k for k, v in GPU_SHARING)  # but never more than k workers' worth
+    assert WorkerPlan(("cuda:0",) * 4, 4).speedup == one_gpu[4]
+    assert WorkerPlan(("cuda:0",) * 4, 4).share == one_gpu[4] / 4
+    two = WorkerPlan(("cuda:0", "cuda:1", "cuda:0", "cuda:1"), 4)
+    assert two.speedup == 2 * one_gpu[2] and two.share == one_gpu[2] / 2
+    assert WorkerPlan(("cpu", "cpu"), 1).speedup == 1.0
+    assert WorkerPlan(("cpu", "cpu"), 1).share == 0.5
+    assert WorkerPlan(("cuda:0",), 16).speedup == WorkerPlan(("cpu",), 2).speedup == 1.0
+
+
+def test_another_cards_sharing_table_comes_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from automl_cnn.runners.parallel import SHARING_ENV, WorkerPlan, gpu_sharing
+
+    monkeypatch.setenv(SHARING_ENV, "2:1.5, 4:2")
+    assert gpu_sharing(2) == 1.5 and gpu_sharing(3) == 1.75 and gpu_sharing(8) == 2.0
+    assert WorkerPlan(("cuda:0",) * 4, 4).speedup == 2.0
+    for bad in ("4:5", "two:1.5", "2:0", "1:2", "2-1.5"):
+        monkeypatch.setenv(SHARING_ENV, bad)
+        with pytest.raises(UserError, match=f"{SHARING_ENV}=.*{bad}.*k:multiple"):
+            gpu_sharing(2)
+    # From the command line, on any device: one paragraph, no traceback, nothing written.
+    monkeypatch.setenv(SHARING_ENV, "4:9")
+    run = tmp_path / "run"
+    assert main(["search", "--trials", "2", "--space", "tiny", "--no-mlflow", "--device", "cpu",
+                 "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{SHARING_ENV}='4:9'" in err and "Traceback" not in err and not run.exists()
+
+
 def test_bad_jobs_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(UserError, match="--jobs must be"):
         SearchConfig(jobs=0).check()
