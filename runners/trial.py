@@ -116,7 +116,7 @@ class TrialRunner:
             plan = plan_layers(spec, self.data.input_shape, self.data.num_classes)
         except InfeasibleArchitecture as exc:
             log.info("trial %d infeasible: %s", trial.number, exc)
-            tell_constraints(trial, self.target.limits, None)
+            tell_constraints(trial, self.target.limits, None, fits=False)
             values = worst_values(self.config)
             self._end(trial, record.replace(outcome=Outcome.INFEASIBLE, reason=str(exc),
                                             values=tuple(values)), started)
