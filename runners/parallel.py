@@ -28,9 +28,11 @@ from automl_cnn.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: Workers per GPU at most: 4 processes on one H100 gave 4.6× the trials per hour of one
-#: (../shared/MEASURED.md); beyond that small CNNs start to queue on the same streams.
-MAX_PER_GPU = 4
+#: Workers per GPU at most: on an H200, 8 workers trained 5.6x one worker's images/s and 4
+#: trained 3.7x (:data:`GPU_SHARING`); the 8 kept it 87 % busy through a 60k search.
+MAX_PER_GPU = 8
+#: Each worker keeps a core busy launching its kernels (8 workers had 16 cores when measured).
+CORES_PER_GPU_WORKER = 2
 #: GPU memory a worker is allowed to count on (CUDA context + data + a small CNN's activations).
 GIB_PER_GPU_WORKER = 3.0
 #: A GPU already busier than this (another job) gets one worker.
@@ -43,9 +45,10 @@ CORES_PER_CPU_WORKER = 4
 #: Training images/s of k workers sharing one GPU, as a multiple of one worker alone: (k,
 #: multiple) points, linear between them and flat past the last. A small CNN's steps leave a
 #: big GPU mostly idle (one trial kept an H100 16-17 % busy), and other processes' kernels fill
-#: the gaps. Measured with ``benchmarks/bench_concurrency.py`` (the VGG-style baseline on a
-#: 60,000-image 28x28 set, batch 64, bf16).
-GPU_SHARING = ((1, 1.0), (2, 1.9), (4, 3.5), (8, 5.0))
+#: the gaps. Measured on an H200 with ``benchmarks/bench_concurrency.py`` (the VGG-style
+#: baseline on a 60,000-image 28x28 set, batch 64, bf16, medians of 2 rounds): one worker
+#: 19,200 images/s; 2, 4 and 8 workers 2.06x (counted as 2), 3.69x and 5.58x.
+GPU_SHARING = ((1, 1.0), (2, 2.0), (4, 3.69), (8, 5.58))
 #: Another card's table, measured with the same script: ``AUTOML_CNN_GPU_SHARING=2:1.9,4:3.1``.
 SHARING_ENV = "AUTOML_CNN_GPU_SHARING"
 STOP_REASONS = ("", "Ctrl-C", "SIGTERM")
@@ -143,20 +146,21 @@ def auto_jobs(device: Device) -> int:
 
     A GPU takes up to :data:`MAX_PER_GPU` workers, fewer when its free memory is short
     (:data:`GIB_PER_GPU_WORKER` each) and one when another job keeps it busy; with
-    ``--device auto`` every visible GPU counts. A CPU takes one per
-    :data:`CORES_PER_CPU_WORKER` cores.
+    ``--device auto`` every visible GPU counts; all of them together get at most one worker
+    per :data:`CORES_PER_GPU_WORKER` cores. A CPU takes one per :data:`CORES_PER_CPU_WORKER`
+    cores.
     """
     if device.accelerator != "gpu":
         return max(1, usable_cores() // CORES_PER_CPU_WORKER)
     import torch
 
-    total = 0
-    for index in _gpu_indices(device):
+    total, gpus = 0, _gpu_indices(device)
+    for index in gpus:
         free, _ = torch.cuda.mem_get_info(index)
         fit = int(free / 2**30 // GIB_PER_GPU_WORKER)
         busy = gpu_busy_percent(index) > BUSY_PERCENT
         total += max(1, min(MAX_PER_GPU, fit, 1 if busy else MAX_PER_GPU))
-    return total
+    return max(len(gpus), min(total, usable_cores() // CORES_PER_GPU_WORKER))
 
 
 def _gpu_indices(device: Device) -> list[int]:

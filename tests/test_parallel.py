@@ -59,6 +59,36 @@ def test_workers_sharing_a_gpu_count_as_their_measured_speedup_not_their_number(
     assert WorkerPlan(("cuda:0",), 16).speedup == WorkerPlan(("cpu",), 2).speedup == 1.0
 
 
+def test_jobs_auto_on_a_gpu_is_bounded_by_its_memory_its_load_and_the_cores(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The GPU branch of --jobs auto, on a machine without one: the card's free memory and
+    # load are what torch.cuda and NVML would report.
+    import torch
+
+    from automl_cnn.device import Device
+    from automl_cnn.runners import parallel
+
+    gib = 2**30
+    free = {"bytes": 80 * gib}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: (free["bytes"], 80 * gib))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(parallel, "gpu_busy_percent", lambda index: 0)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 16)
+    one = Device("cuda:0", "gpu", "bf16-mixed")
+    assert parallel.auto_jobs(one) == parallel.MAX_PER_GPU == 8
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 6)
+    assert parallel.auto_jobs(one) == 3  # a core for every second worker's launches
+    both = Device("cuda", "gpu", "bf16-mixed", all_gpus=True)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    assert parallel.auto_jobs(both) == 2  # never fewer than one per GPU
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 64)
+    assert parallel.auto_jobs(both) == 16
+    free["bytes"] = 10 * gib  # 3 GiB a worker
+    assert parallel.auto_jobs(one) == 3
+    monkeypatch.setattr(parallel, "gpu_busy_percent", lambda index: 90)  # another job's card
+    assert parallel.auto_jobs(one) == 1
+
+
 def test_another_cards_sharing_table_comes_from_the_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
