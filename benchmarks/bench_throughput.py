@@ -120,6 +120,9 @@ def run_once(dataset: str, jobs: str, *, trials: int | None, seconds: float | No
         "jobs": jobs, "trials": trials, "counts": summary["counts"],
         "wall_s": round(wall, 2), "search_s": round(search, 2),
         "trials_per_hour": round(trials * 3600 / search, 1),
+        # the trials that trained: a shape that does not fit costs no training
+        "trained_trials_per_hour": round(
+            (trials - summary["counts"].get("infeasible", 0)) * 3600 / search, 1),
         "device_busy_pct": sampler.mean(first, last),
         # the search phase alone (from the run files' birth): the final fit is one process
         "device_busy_pct_search": sampler.mean(first, first + search),

@@ -129,8 +129,11 @@ class RetryLostTrial(RetryHeartbeatStaleTrialCallback):
             user_attrs={k: v for k, v in trial.user_attrs.items() if k in KEPT_USER_ATTRS},
             # a deep copy: Optuna's callback appends to retry_history in place, which would
             # otherwise change the storage's cached copy of the lost trial
+            # ... without its constraints, which the retry sets again (Optuna keeps the
+            # first value set and warns)
             system_attrs=copy.deepcopy({k: v for k, v in trial.system_attrs.items()
-                                        if k not in (LEASE_ATTR, LOST_ATTR)}),
+                                        if k not in (LEASE_ATTR, LOST_ATTR)
+                                        and not k.startswith("constraints:")}),
             intermediate_values={}, trial_id=trial._trial_id)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
