@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import plotly.graph_objects as go
 
-from automl_cnn.final_fit import read_final_history, read_final_networks
+from automl_cnn.final_fit import final_is_one_recipe, read_final_history, read_final_networks
 from automl_cnn.record import TrialRecord, record_of
 
 from .sections import Figure, Section
@@ -129,8 +129,14 @@ def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
         section.items.append(Figure("ladder", ladder_figure(points)))
     if rows:
         networks = read_final_networks(Path(run_dir)) if run_dir else 1
-        which = (f"the first of {networks} finalists it averages (too close on validation to "
-                 "pick one); the average " if networks > 1 else "this model ")
+        which = "this model "
+        if networks > 1 and final_is_one_recipe(Path(run_dir)):
+            which = (f"the first of {networks} trainings of the winner it averages (it reached "
+                     "its epoch cap with time left, so more seeds filled the budget); the "
+                     "average ")
+        elif networks > 1:
+            which = (f"the first of {networks} finalists it averages (too close on validation "
+                     "to pick one); the average ")
         section.items.append(Figure("final_fit", final_figure(rows),
                                     f"{len(rows)} epochs over train + validation: {which}"
                                     "is the one tested, exported and loaded by load_best."))

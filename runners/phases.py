@@ -56,6 +56,10 @@ class SearchPlan:
     #: The search phase's workers together train this many times one worker's images/s
     #: (:attr:`~automl_cnn.runners.parallel.WorkerPlan.speedup`).
     speedup: float = 1.0
+    #: Each worker trained at this share of one process alone
+    #: (:attr:`~automl_cnn.runners.parallel.WorkerPlan.share`): the final fit, alone, runs the
+    #: epochs its trials timed 1/share times faster.
+    share: float = 1.0
 
 
 def plan_search(config: SearchConfig, space: SearchSpace, data: ImageSplits, device: Device,
@@ -176,7 +180,7 @@ def search_rounds(plan: SearchPlan, study: optuna.Study, budget: Budget | None,
     yield budget
     if budget is None or plan.ladder.whole:
         return
-    need = final_fit_need(study, budget, data, config)
+    need = final_fit_need(study, budget, data, config, share=plan.share)
     if need is None or budget.final_left() - FINAL_NEED_MARGIN * need < MIN_SPARE_S:
         return
     kept = FINAL_NEED_MARGIN * need / max(1e-9, budget.total - budget.reserve)
@@ -186,23 +190,27 @@ def search_rounds(plan: SearchPlan, study: optuna.Study, budget: Budget | None,
 
 
 def final_fit_need(study: optuna.Study, budget: Budget, data: ImageSplits,
-                   config: SearchConfig) -> float | None:
+                   config: SearchConfig, *, share: float = 1.0) -> float | None:
     """Seconds the final fit of the current winner (or finalists) would train, at most
-    (None: unknown)."""
-    chosen = final_plans(study, config, data, budget.final_left())
+    (None: unknown; ``share``: see :func:`winner_plan`)."""
+    chosen = final_plans(study, config, data, budget.final_left(), share=share)
     if not chosen or not all(plan.epoch_seconds for _, plan in chosen):
         return None
     return sum(plan.epochs * (plan.epoch_seconds or 0.0) for _, plan in chosen)
 
 
-def winner_plan(best: TrialRecord, data: ImageSplits, seconds: float | None) -> FinalPlan:
+def winner_plan(best: TrialRecord, data: ImageSplits, seconds: float | None, *,
+                share: float = 1.0) -> FinalPlan:
     """The final fit of ``best`` over train + validation in ``seconds``, its seconds per epoch
-    scaled from the trial's own history (on a ladder rung, from the rung's images)."""
+    scaled from the trial's own history (on a ladder rung, from the rung's images), and by
+    ``share``, the share of one process's speed the trial's worker had (``--jobs N`` workers
+    sharing a device: the final fit trains alone)."""
     assert best.spec is not None
     images = best.fidelity.train_images if best.fidelity is not None else None
     per_epoch = epoch_seconds_for([dict(r) for r in best.history],
                                   int(images or len(data.y_train)),
                                   len(data.y_train) + len(data.y_val))
+    per_epoch = None if per_epoch is None else per_epoch * share
     return plan_final_fit(seconds=seconds, epoch_seconds=per_epoch,
                           spec_epochs=best.spec.train.epochs)
 
@@ -226,7 +234,8 @@ def budget_summary(study: optuna.Study, config: SearchConfig, plan: SearchPlan |
 
 
 def final_plans(study: optuna.Study, config: SearchConfig, data: ImageSplits,
-                seconds: float | None) -> list[tuple[TrialRecord, FinalPlan]]:
+                seconds: float | None, *, share: float = 1.0
+                ) -> list[tuple[TrialRecord, FinalPlan]]:
     """The trials the final fit trains, each with its plan, the winner first: the near-tied
     finalists (:mod:`automl_cnn.finalists`), as many as an equal share of ``seconds`` buys
     each its own recipe's epochs; ``[]`` when there is no winner with an architecture."""
@@ -235,8 +244,8 @@ def final_plans(study: optuna.Study, config: SearchConfig, data: ImageSplits,
     if not finalists or finalists[0].spec is None:
         return []
     for k in range(len(finalists), 0, -1):
-        share = None if seconds is None else seconds / k
-        plans = [winner_plan(f, data, share) for f in finalists[:k]]
+        each = None if seconds is None else seconds / k
+        plans = [winner_plan(f, data, each, share=share) for f in finalists[:k]]
         if k == 1 or all(f.spec is not None and plan.epochs >= f.spec.train.epochs
                          for f, plan in zip(finalists, plans)):
             return list(zip(finalists[:k], plans))
@@ -245,12 +254,16 @@ def final_plans(study: optuna.Study, config: SearchConfig, data: ImageSplits,
 
 def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
                   device: Device, run_dir: Path, budget: Budget | None, *,
-                  progress: bool = True, tracker: Tracker | None = None
-                  ) -> dict[str, Any] | None:
+                  progress: bool = True, tracker: Tracker | None = None, share: float = 1.0,
+                  scoring: float = 0.0) -> dict[str, Any] | None:
     """Fit the winner (or the near-tied finalists, averaged) on train + validation; ``None``
-    when there is no winner or no time."""
+    when there is no winner or no time (``share``: see :func:`winner_plan`). A single winner
+    that reaches its epoch cap with time left is trained again with other seeds
+    (:func:`more_seeds`; ``scoring``: the seconds each network takes to score the test
+    split), and the model handed over averages them."""
     seconds = budget.final_left() if budget is not None else None
-    chosen = final_plans(study, config, data, seconds) if config.fits_final else []
+    chosen = (final_plans(study, config, data, seconds, share=share) if config.fits_final
+              else [])
     if not chosen:
         return None
     members, plans = [m for m, _ in chosen], [plan for _, plan in chosen]
@@ -267,16 +280,24 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
             deadline=None if seconds is None else time.time() + seconds)
     finally:
         bar.close()
+    first = fit
+    if len(members) == 1 and best.spec is not None:
+        recipe = with_tta(best.spec, config, data.flip_ok)
+        more = more_seeds(recipe, fit.seconds, len(fit.history), data, device, config, budget,
+                          scoring, seed=config.seed * 100_003 + best.number, progress=progress)
+        if more is not None:
+            spec, fit = ensemble_of([spec, *more[0]], [fit, *more[1]])
     folder = hand_over(study, data, run_dir, best, spec, fit, tracker)
+    trainings = {"trainings": len(spec.networks)} if len(spec.networks) > len(members) else {}
     return {"trial": best.number, "dir": str(folder), "tta": spec.head.tta,
-            "members": [m.number for m in members],
+            **trainings, "members": [m.number for m in members],
             "member_epochs": [n.train.epochs for n in spec.networks],
             "band": round(noise_band(float(best.val_acc or 0.0), len(data.y_val)), 6),
             "epochs_planned": plans[0].epochs,
-            "epochs": len(fit.history), "seconds": round(fit.seconds, 3),
-            "stopped": fit.stopped_reason,
+            "epochs": len(first.history), "seconds": round(fit.seconds, 3),
+            "stopped": first.stopped_reason,
             "train_images": len(data.y_train) + len(data.y_val),
-            "history": fit.history}
+            "history": first.history}
 
 
 def hand_over(study: optuna.Study, data: ImageSplits, run_dir: Path, trial: TrialRecord,
@@ -300,6 +321,35 @@ def end_scoring_seconds(plan: SearchPlan, config: SearchConfig, data: ImageSplit
                            tta_views(config, data.flip_ok))
 
 
+def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSplits,
+               device: Device, config: SearchConfig, budget: Budget | None, scoring: float,
+               *, seed: int, progress: bool = True
+               ) -> tuple[list[ArchSpec], list[FitResult]] | None:
+    """Further trainings of ``recipe`` on train + validation with other seeds, when its first
+    training reached the epoch cap (``epochs``) in ``took`` seconds with time left: as many as
+    the final phase's time left buys at :data:`automl_cnn.final_fit.MIN_SEED_SHARE` of the
+    first's time each (``scoring``: the seconds each network takes to score the test split),
+    at most ``--ensemble`` networks in all, each annealed by the clock over an equal share.
+    ``None`` when the clock ended the first (the budget is spent), or nothing more fits."""
+    cap = epoch_cap(recipe.train.epochs)
+    if budget is None or not took or epochs < cap:
+        return None
+    left = budget.final_left()
+    extra = more_trainings(left, took + scoring, ensemble_size(config) - 1)
+    if extra == 0:
+        return None
+    log.info("trial's recipe reached its %d-epoch cap in %.0fs; %d more trainings fill the "
+             "%.0fs left", cap, took, extra, left)
+    seeds = [seed + 7_919 * (i + 1) for i in range(extra)]
+    more = FinalPlan(cap, took / max(1, epochs), left / extra)
+    bar = EpochBar(extra * cap, budget, enabled=progress, desc="more trainings")
+    try:
+        return fit_each([recipe] * extra, [more] * extra, data, device, seeds=seeds,
+                        on_epoch=bar.update, deadline=time.time() + left - extra * scoring)
+    finally:
+        bar.close()
+
+
 def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSplits,
                        device: Device, run_dir: Path, budget: Budget | None,
                        plan: SearchPlan, *, progress: bool = True,
@@ -318,25 +368,15 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
         return None
     cap = epoch_cap(first.spec.train.epochs)
     took = first.timings.train_seconds
-    if first.epochs_trained < cap or not took:
-        return None  # the clock ended it: the budget is spent
-    scoring = end_scoring_seconds(plan, config, data)  # each network scores the test split
-    left = budget.final_left()
-    extra = more_trainings(left, took + scoring, ensemble_size(config) - 1)
     folder = RunDir(run_dir).trial_folder(first.number)
-    if extra == 0 or not (folder / ARCH).exists():
+    if not (folder / ARCH).exists():
         return None
-    log.info("the baseline reached its %d-epoch cap in %.0fs; %d more trainings fill the "
-             "%.0fs left", cap, took, extra, left)
-    seeds = [config.seed * 100_003 + first.number + 7_919 * (i + 1) for i in range(extra)]
-    more = FinalPlan(cap, took / max(1, first.epochs_trained), left / extra)
-    bar = EpochBar(extra * cap, budget, enabled=progress, desc="more trainings")
-    try:
-        specs, fits = fit_each([first.spec] * extra, [more] * extra, data, device, seeds=seeds,
-                               on_epoch=bar.update,
-                               deadline=time.time() + left - extra * scoring)
-    finally:
-        bar.close()
+    more = more_seeds(first.spec, took, first.epochs_trained, data, device, config, budget,
+                      end_scoring_seconds(plan, config, data),
+                      seed=config.seed * 100_003 + first.number, progress=progress)
+    if more is None:
+        return None
+    specs, fits = more
     own, _, _ = load_checkpoint(folder, device=device.torch_device)
     trained = replace(first.spec, train=replace(first.spec.train, epochs=first.epochs_trained))
     spec, both = ensemble_of([trained, *specs], [
@@ -351,6 +391,7 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
 
 
 __all__ = ["SearchPlan", "budget_summary", "final_fit_need", "final_plans",
-           "for_plan", "hand_over", "plan_search", "rung_counts", "run_final_fit",
+           "for_plan", "hand_over", "more_seeds", "plan_search", "rung_counts",
+           "run_final_fit",
            "run_more_trainings", "search_bar", "search_rounds", "end_scoring_seconds",
            "whole_budget_ladder", "winner_plan"]

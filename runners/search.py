@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,8 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
         budget = budget.reserving(end_scoring_seconds(plan, config, data))
     budget, config, target, enough = for_plan(plan, budget, config, study)
     workers = plan_workers(config, device)  # one when the budget is too short to search
-    each = plan.images_per_second and plan.images_per_second * workers.share  # workers share
+    plan = replace(plan, share=workers.share if workers.count > 1 else 1.0)
+    each = plan.images_per_second and plan.images_per_second * plan.share  # workers share
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          ladder=plan.ladder, images_per_second=each)
     # The search phase, then the time the final fit can spare.
@@ -216,7 +217,8 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
                                    progress=progress, tracker=tracker)
     else:
         final = run_final_fit(study, config, data, device, run_dir, budget, progress=progress,
-                              tracker=tracker)
+                              tracker=tracker, share=plan.share,
+                              scoring=end_scoring_seconds(plan, config, data))
     phases = {"startup": round(startup, 3), "search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
     with stopping(interrupted):  # a second Ctrl-C must not cost the summary

@@ -164,6 +164,39 @@ def test_an_in_sample_score_ranks_below_every_held_out_one() -> None:
 
 
 @pytest.mark.slow
+def test_a_searched_winner_that_reaches_its_cap_early_is_trained_again_with_other_seeds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The same after a search: the winner's final fit reaches its epoch cap (here the
+    # recipe's own epochs) long before the deadline, so the time left trains it again with
+    # other seeds instead of ending early (clutter:3600 at 720 s on this CPU: the final fit hit
+    # its 96-epoch cap in 205 s and the command ended ~120 s inside its budget).
+    import automl_cnn.final_fit as final_fit
+    import automl_cnn.ladder as ladder
+
+    monkeypatch.setattr(ladder, "MIN_SMALL_SEARCH_TRAININGS", 1)  # always search
+    monkeypatch.setattr(final_fit, "MAX_EPOCH_FACTOR", 1)
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "digits", "--space", "tiny", "--timeout", "30s",
+                 "--trials", "1", "--no-mlflow", "--no-progress", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["ladder"]["whole"] and summary["trials"] == 1  # it searched
+    final = summary["final"]
+    n = final["trainings"]
+    assert n in (2, 3) and final["members"] == [summary["best"]["trial"]]
+    assert len(final["member_epochs"]) == n and final["epochs"] == final["epochs_planned"]
+    assert f"the average of {n} trainings of it" in printed and "More trainings: trial" in printed
+    assert f"the first of {n} trainings of the winner" in Path(summary["report"]).read_text()
+    net = load_best(out)  # the average, each network with its own seed
+    assert type(net).__name__ == "Ensemble" and len(net.members) == n
+    states = [m.state_dict() for m in net.members]
+    assert any((a != b).any() for a, b in zip(states[0].values(), states[1].values()))
+    assert summary["test"]["model"] == "final" and summary["wall_seconds"] <= 30 + 10
+
+
+@pytest.mark.slow
 def test_time_left_after_the_baselines_epoch_cap_trains_it_again_with_other_seeds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

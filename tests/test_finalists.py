@@ -224,6 +224,11 @@ def test_under_a_budget_the_finalists_train_only_while_each_gets_its_own_epochs(
     assert [m.number for m, _ in both] == [0, 1] and both[0][1].epochs == 3
     alone = final_plans(study, config, data, 2 * 3 * 0.07 - 0.02)  # a half-share is short
     assert [m.number for m, _ in alone] == [0] and alone[0][1].epochs >= 3
+    # Trials timed in --jobs workers that each had 0.7 of one process's speed: the final fit
+    # trains alone, so the same seconds buy both members their epochs again.
+    shared = final_plans(study, config, data, 2 * 3 * 0.07 - 0.02, share=0.7)
+    assert [m.number for m, _ in shared] == [0, 1]
+    assert shared[0][1].epoch_seconds == pytest.approx(0.7 * both[0][1].epoch_seconds)
     assert final_plans(study, config.replace(ensemble=1), data, None)[0][0].number == 0
     assert len(final_plans(study, config.replace(ensemble=1), data, None)) == 1
     # What the search phase keeps back for the final fit counts every member it will train.
