@@ -163,12 +163,14 @@ def ensemble_of(specs: Sequence[ArchSpec], fits: Sequence[FitResult]
                       fits[0].stopped_reason))
 
 
-#: A further training of the one baseline of a budget too short to search must get at least
-#: this share of the time the first took to reach its epoch cap (:func:`more_trainings`): its
-#: schedule anneals by the clock, so a half-length member is a finished model (clutter:6000,
-#: one network: 34 epochs scored 0.870 where the cap's 96 scored 0.888). At 0.75, clutter:3600
-#: at 930 s on a slow CPU left 355 s of 930 unused after a 511 s first training.
-MIN_SEED_SHARE = 0.5
+#: A further training of a model that reached its epoch cap with time left must get at least
+#: this share of the time the first took (:func:`more_trainings`): its schedule anneals by the
+#: clock, so a short member is a finished model, weaker alone but still adding to the average
+#: (benchmarks/bench_seed_share.py, clutter:3600, two pairs of seeds: a member given 1/3 of the
+#: first's time trained 34-36 epochs, tested 2 points under the first alone, and lifted the
+#: average by +0.75 and +0.68 points; at 0.45, +0.95 and +1.22). At 0.75, clutter:3600 at 930 s
+#: on a slow CPU left 355 s of 930 unused; at 0.5, 90 s of 720 after a 200 s first training.
+MIN_SEED_SHARE = 1 / 3
 
 
 def more_trainings(seconds: float, first_seconds: float, most: int) -> int:
@@ -178,7 +180,7 @@ def more_trainings(seconds: float, first_seconds: float, most: int) -> int:
     at most ``most``. A budget too short to search but longer than the cap (clutter:6000 at
     8 minutes on a fast 2-core CPU: the cap at 232-267 s) would otherwise leave the rest unused.
 
-        >>> more_trainings(130.0, 240.0, 2), more_trainings(110.0, 240.0, 2)
+        >>> more_trainings(90.0, 240.0, 2), more_trainings(70.0, 240.0, 2)
         (1, 0)
         >>> more_trainings(1000.0, 240.0, 2), more_trainings(1000.0, 240.0, 0)
         (2, 0)
