@@ -212,18 +212,18 @@ def read_final_history(run_dir: Path) -> list[dict[str, float]]:
 
 def read_final_networks(run_dir: Path) -> int:
     """How many networks the final model averages (1: one network; 0: no final model)."""
-    return len(_final_networks(run_dir))
+    return len(final_networks(run_dir))
 
 
-def final_is_one_recipe(run_dir: Path) -> bool:
-    """Whether the final model's networks are all trainings of one recipe (more seeds of a
-    winner that reached its epoch cap), not different finalists."""
-    nets = _final_networks(run_dir)
-    recipes = [replace(n, train=replace(n.train, epochs=1)) for n in nets]
-    return len(nets) > 1 and all(r == recipes[0] for r in recipes)
+def one_recipe(networks: Sequence[ArchSpec]) -> bool:
+    """Whether ``networks`` (several) are all trainings of one recipe (more seeds of a winner
+    that reached its epoch cap), not different finalists."""
+    recipes = [replace(n, train=replace(n.train, epochs=1)) for n in networks]
+    return len(recipes) > 1 and all(r == recipes[0] for r in recipes)
 
 
-def _final_networks(run_dir: Path) -> tuple[ArchSpec, ...]:
+def final_networks(run_dir: Path) -> tuple[ArchSpec, ...]:
+    """The networks of the run's final model (``()``: none)."""
     from automl_cnn.checkpoint import CheckpointError, read_spec
     from automl_cnn.rundir import RunDir
 
@@ -234,6 +234,6 @@ def _final_networks(run_dir: Path) -> tuple[ArchSpec, ...]:
 
 
 __all__ = ["MIN_SEED_SHARE", "FinalPlan", "ensemble_of", "epoch_cap", "epoch_seconds_for",
-           "final_is_one_recipe",
+           "final_networks", "one_recipe",
            "fit_each", "fit_ensemble", "fit_final", "more_trainings", "plan_final_fit",
            "read_final_history", "read_final_networks", "save_final", "tta_views", "with_tta"]

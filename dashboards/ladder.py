@@ -12,7 +12,8 @@ from pathlib import Path
 import optuna
 import plotly.graph_objects as go
 
-from automl_cnn.final_fit import final_is_one_recipe, read_final_history, read_final_networks
+from automl_cnn.final_fit import (final_networks, one_recipe, read_final_history,
+                                  read_final_networks)
 from automl_cnn.record import TrialRecord, record_of
 
 from .sections import Figure, Section
@@ -128,15 +129,15 @@ def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
             + ". A filled marker went on to the next rung; a hollow one stopped there.")
         section.items.append(Figure("ladder", ladder_figure(points)))
     if rows:
-        networks = read_final_networks(Path(run_dir)) if run_dir else 1
+        nets = final_networks(Path(run_dir)) if run_dir else ()
         which = "this model "
-        if networks > 1 and final_is_one_recipe(Path(run_dir)):
-            which = (f"the first of {networks} trainings of the winner it averages (it reached "
-                     "its epoch cap with time left, so more seeds filled the budget); the "
-                     "average ")
-        elif networks > 1:
-            which = (f"the first of {networks} finalists it averages (too close on validation "
-                     "to pick one); the average ")
+        if one_recipe(nets):
+            which = (f"the first of {len(nets)} trainings of the winner it averages (it "
+                     "reached its epoch cap with time left, so more seeds filled the budget); "
+                     "the average ")
+        elif len(nets) > 1:
+            which = (f"the first of {len(nets)} finalists it averages (too close on "
+                     "validation to pick one); the average ")
         section.items.append(Figure("final_fit", final_figure(rows),
                                     f"{len(rows)} epochs over train + validation: {which}"
                                     "is the one tested, exported and loaded by load_best."))

@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,21 +68,28 @@ class WorkerPlan:
         return len(self.devices)
 
     @property
+    def on_gpus(self) -> bool:
+        return self.devices[0].startswith("cuda")
+
+    @property
+    def per_device(self) -> list[int]:
+        """How many workers each device holds."""
+        return list(Counter(self.devices).values())
+
+    @property
     def speedup(self) -> float:
         """Training images/s of all the workers together, as a multiple of one alone: 1 on a
         CPU (the workers share its cores), else the sum over the GPUs of
         :func:`gpu_sharing` of the workers on each."""
-        if not self.devices[0].startswith("cuda"):
-            return 1.0
-        return sum(gpu_sharing(self.devices.count(d)) for d in set(self.devices))
+        return sum(map(gpu_sharing, self.per_device)) if self.on_gpus else 1.0
 
     @property
     def share(self) -> float:
         """Each worker's training speed as a share of one worker alone (on the most crowded
         device): what sizes a rung's time limit and its scoring time in a worker."""
-        if not self.devices[0].startswith("cuda"):
+        if not self.on_gpus:
             return 1.0 / self.count
-        most = max(self.devices.count(d) for d in set(self.devices))
+        most = max(self.per_device)
         return gpu_sharing(most) / most
 
 

@@ -191,13 +191,18 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     began = time.perf_counter()
     startup = time.monotonic() - started if started is not None else 0.0  # imports, data, study
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
-    plan = plan_search(config, space, data, device, budget,
-                       speedup=plan_workers(config, device).speedup)
+    # Planned once, before the speed timing: a GPU read just after our own timed steps could
+    # look busy and get fewer workers than the plan was sized for.
+    workers = plan_workers(config, device)
+    plan = plan_search(config, space, data, device, budget, speedup=workers.speedup)
+    scoring = end_scoring_seconds(plan, config, data)  # each network scores the test split
     if budget is not None:  # the end scores the test split: keep its time (flips: twice)
-        budget = budget.reserving(end_scoring_seconds(plan, config, data))
-    budget, config, target, enough = for_plan(plan, budget, config, study)
-    workers = plan_workers(config, device)  # one when the budget is too short to search
-    plan = replace(plan, share=workers.share if workers.count > 1 else 1.0)
+        budget = budget.reserving(scoring)
+    budget, searching, target, enough = for_plan(plan, budget, config, study)
+    if searching.jobs != config.jobs:  # too short to search: one trial, in this process
+        workers = plan_workers(searching, device)
+    config = searching
+    plan = replace(plan, share=workers.share)
     each = plan.images_per_second and plan.images_per_second * plan.share  # workers share
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          ladder=plan.ladder, images_per_second=each)
@@ -217,8 +222,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
                                    progress=progress, tracker=tracker)
     else:
         final = run_final_fit(study, config, data, device, run_dir, budget, progress=progress,
-                              tracker=tracker, share=plan.share,
-                              scoring=end_scoring_seconds(plan, config, data))
+                              tracker=tracker, share=plan.share, scoring=scoring)
     phases = {"startup": round(startup, 3), "search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
     with stopping(interrupted):  # a second Ctrl-C must not cost the summary
