@@ -104,14 +104,14 @@ def epoch_seconds_for(history: list[dict[str, float]], images_trained: int,
 def fit_final(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int,
               plan: FinalPlan, max_seconds: float | None,
               on_epoch: Callable[[dict[str, float]], None] | None = None,
-              clocked: bool = True) -> FitResult:
+              clocked: bool = True, callbacks: Sequence[Any] = ()) -> FitResult:
     """Train ``spec`` on train + validation (no validation, no pruning). With
     ``max_seconds`` and ``clocked``, for those seconds with the schedule run by the clock (at
     most :func:`epoch_cap` epochs); otherwise for ``plan.epochs``, stopping after
-    ``max_seconds`` at the latest."""
+    ``max_seconds`` at the latest. ``callbacks``: Lightning callbacks after ours."""
     from automl_cnn.training import EpochEnd, fit_spec
 
-    callbacks = [EpochEnd(on_epoch)] if on_epoch else []
+    callbacks = [*([EpochEnd(on_epoch)] if on_epoch else []), *callbacks]
     clocked = clocked and max_seconds is not None and plan.seconds is not None
     return fit_spec(spec, data, device, seed=seed, train_split="train+val", val_split=None,
                     epochs=epoch_cap(spec.train.epochs) if clocked else plan.epochs,

@@ -127,6 +127,10 @@ def run_once(dataset: str, jobs: str, *, trials: int | None, seconds: float | No
         # the search phase alone (from the run files' birth): the final fit is one process
         "device_busy_pct_search": sampler.mean(first, first + search),
         "device_busy_pct_whole_command": sampler.mean(),
+        # the final fit (several networks at once where the search had GPU workers)
+        "device_busy_pct_final": sampler.mean(
+            first + search, first + search + ((summary.get("phases") or {}).get("final_fit")
+                                              or 0.0)),
         "best_val_acc": (summary.get("best") or {}).get("value"),
         "test_acc": (summary.get("test") or {}).get("accuracy"),
         "plan": {k: summary.get(k) for k in ("phases", "ladder", "rungs", "images_per_second",

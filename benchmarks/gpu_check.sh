@@ -2,10 +2,11 @@
 # The GPU check of issues 10 and 11, on a lent GPU box from the repository root, in two parts
 # that fit one call each (the device tool allows 10 minutes a call):
 #
-#   PART=a bash benchmarks/gpu_check.sh    # ~7 min: how k workers share the GPU, then the
-#                                          # default search of a 60k set with --jobs 8
-#   PART=b bash benchmarks/gpu_check.sh    # ~6 min: the same budget with --jobs 1 (no search:
-#                                          # the first baseline alone), then digits, CUDA tests
+#   PART=a bash benchmarks/gpu_check.sh    # ~7 min: the default search of a 60k set with
+#                                          # --jobs 8 (SHARING=1 first: how k workers share the
+#                                          # GPU, 2 min more), digits, the CUDA-only tests
+#   PART=b bash benchmarks/gpu_check.sh    # ~6 min: the 60k set's budget with --jobs 1 (no
+#                                          # search: the first baseline alone)
 #   CPU_SMOKE=1 OUT=/tmp/gc PART=a bash benchmarks/gpu_check.sh   # here: tiny, CPU, no wheels
 #
 # Every step runs under its own `timeout` (capped by what is left of BUDGET seconds) and writes
@@ -100,28 +101,34 @@ fi
   step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
 
 if [ "$PART" = a ]; then
-  # -- 1. k workers sharing the device: images/s as a multiple of one (GPU_SHARING) ----------
-  step sharing 120 $PY "$B/bench_concurrency.py" --dataset mnist:/tmp/idx60k "${SHARE[@]}" \
-      --json "$RES/sharing.json"
-  # The searches below plan with the table just measured (what runners/parallel.py then holds).
-  SHARING=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['sharing_env'])" \
-      "$RES/sharing.json" 2>/dev/null)
-  [ -n "$SHARING" ] && export AUTOML_CNN_GPU_SHARING=$SHARING
+  if [ "${SHARING:-0}" = 1 ]; then
+    # -- 1. k workers sharing the device: images/s as a multiple of one (GPU_SHARING) --------
+    step sharing 120 $PY "$B/bench_concurrency.py" --dataset mnist:/tmp/idx60k "${SHARE[@]}" \
+        --json "$RES/sharing.json"
+    # The searches below plan with the table just measured (what parallel.py then holds).
+    TABLE=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['sharing_env'])" \
+        "$RES/sharing.json" 2>/dev/null)
+    [ -n "$TABLE" ] && export AUTOML_CNN_GPU_SHARING=$TABLE
+  fi
   log "AUTOML_CNN_GPU_SHARING=${AUTOML_CNN_GPU_SHARING:-unset}"
-  # -- 2. the default search of the 60k set, --timeout 300 (the whole command), --jobs 8 -----
+  # -- 2. the default search of the 60k set, --timeout 300 (the whole command), --jobs 8: the
+  #       search's workers, then the final fit's networks trained at once ------------------
   step set60k_jobs_many 330 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
       "${SET60[@]}" --jobs "$JOBS_MANY" --json "$RES/set60k_jobs_many.json"
-else
-  # -- 3. the same budget with --jobs 1: too short to search, the first baseline trains alone -
-  step set60k_jobs1 330 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
-      "${SET60[@]}" --jobs 1 --json "$RES/set60k_jobs1.json"
-  # -- 4. digits, `search --trials 100 --no-mlflow`, --jobs auto (the default) ---------------
+  # -- 3. digits, `search --trials 100 --no-mlflow`, --jobs auto (the default) ---------------
   step digits_jobs_auto 75 $PY "$B/bench_throughput.py" --dataset digits "${DIGITS[@]}" \
       --jobs auto --json "$RES/digits_jobs_auto.json"
-  # -- 5. the tests that skip without CUDA (training memory against its estimate, latency by
-  #       CUDA events; -s keeps their prints) --------------------------------------------------
+  # -- 4. the tests that skip without CUDA (training memory against its estimate, latency by
+  #       CUDA events; -s keeps their prints), and where a step's memory goes on CUDA --------
   step cuda_tests 40 $PY -m pytest -q -s -p no:cacheprovider -k cuda \
       "$REPO/tests/test_constraints_units.py"
+  step memory_probe 30 $PY "$B/probe_train_memory.py"
+  step memory_probe_no_cublas_ws 30 env CUBLAS_WORKSPACE_CONFIG=:0:0 \
+      $PY "$B/probe_train_memory.py"
+else
+  # -- 5. the same budget with --jobs 1: too short to search, the first baseline trains alone -
+  step set60k_jobs1 330 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
+      "${SET60[@]}" --jobs 1 --json "$RES/set60k_jobs1.json"
 fi
 
 [ "$SMOKE" = 1 ] || nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv \

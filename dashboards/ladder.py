@@ -132,9 +132,9 @@ def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
         nets = final_networks(Path(run_dir)) if run_dir else ()
         which = "this model "
         if one_recipe(nets):
-            which = (f"the first of {len(nets)} trainings of the winner it averages (it "
-                     "reached its epoch cap with time left, so more seeds filled the budget); "
-                     "the average ")
+            which = (f"the first of {len(nets)} trainings of the winner it averages (other "
+                     "seeds: trained at once on a GPU, or in the time left after its epoch "
+                     "cap); the average ")
         elif len(nets) > 1:
             which = (f"the first of {len(nets)} finalists it averages (too close on "
                      "validation to pick one); the average ")

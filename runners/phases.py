@@ -11,6 +11,7 @@ winner after it.
 from __future__ import annotations
 
 import logging
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ from automl_cnn.tracking import Tracker
 from automl_cnn.training import FitResult
 
 from .climb import measure_speed, scoring_seconds
+from .parallel import WorkerPlan
 from .progress import EpochBar
 
 log = logging.getLogger(__name__)
@@ -172,7 +174,8 @@ MIN_SPARE_S = 5.0
 
 
 def search_rounds(plan: SearchPlan, study: optuna.Study, budget: Budget | None,
-                  data: ImageSplits, config: SearchConfig) -> Iterator[Budget | None]:
+                  data: ImageSplits, config: SearchConfig, *,
+                  team: WorkerPlan | None = None) -> Iterator[Budget | None]:
     """The search phase's budget; then, once, the same budget with its search phase extended by
     the time the final fit cannot use. The final fit trains at most ``MAX_EPOCH_FACTOR`` × the
     winner's epochs, so on a small set its share is more than it needs (digits at 60 s: the
@@ -180,7 +183,7 @@ def search_rounds(plan: SearchPlan, study: optuna.Study, budget: Budget | None,
     yield budget
     if budget is None or plan.ladder.whole:
         return
-    need = final_fit_need(study, budget, data, config, share=plan.share)
+    need = final_fit_need(study, budget, data, config, share=plan.share, team=team)
     if need is None or budget.final_left() - FINAL_NEED_MARGIN * need < MIN_SPARE_S:
         return
     kept = FINAL_NEED_MARGIN * need / max(1e-9, budget.total - budget.reserve)
@@ -190,9 +193,18 @@ def search_rounds(plan: SearchPlan, study: optuna.Study, budget: Budget | None,
 
 
 def final_fit_need(study: optuna.Study, budget: Budget, data: ImageSplits,
-                   config: SearchConfig, *, share: float = 1.0) -> float | None:
+                   config: SearchConfig, *, share: float = 1.0,
+                   team: WorkerPlan | None = None) -> float | None:
     """Seconds the final fit of the current winner (or finalists) would train, at most
-    (None: unknown; ``share``: see :func:`winner_plan`)."""
+    (None: unknown; ``share``: see :func:`winner_plan`; ``team``: the networks train at once,
+    see :mod:`automl_cnn.runners.final_team`)."""
+    if team is not None and team_pays(study, config, data, budget.final_left(), team,
+                                      share=share):
+        plans = [plan for _, plan in team_plans(study, data, budget.final_left(), team,
+                                                  share=share)]
+        if not plans or not all(plan.epoch_seconds for plan in plans):
+            return None
+        return TEAM_START_S + max(plan.epochs * (plan.epoch_seconds or 0.0) for plan in plans)
     chosen = final_plans(study, config, data, budget.final_left(), share=share)
     if not chosen or not all(plan.epoch_seconds for _, plan in chosen):
         return None
@@ -255,13 +267,20 @@ def final_plans(study: optuna.Study, config: SearchConfig, data: ImageSplits,
 def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
                   device: Device, run_dir: Path, budget: Budget | None, *,
                   progress: bool = True, tracker: Tracker | None = None, share: float = 1.0,
-                  scoring: float = 0.0) -> dict[str, Any] | None:
+                  scoring: float = 0.0, team: WorkerPlan | None = None
+                  ) -> dict[str, Any] | None:
     """Fit the winner (or the near-tied finalists, averaged) on train + validation; ``None``
     when there is no winner or no time (``share``: see :func:`winner_plan`). A single winner
     that reaches its epoch cap with time left is trained again with other seeds
     (:func:`more_seeds`; ``scoring``: the seconds each network takes to score the test
-    split), and the model handed over averages them."""
+    split), and the model handed over averages them. With a ``team``
+    (:func:`~automl_cnn.runners.final_team.final_team`), its networks train at once instead
+    (:func:`fit_team`)."""
     seconds = budget.final_left() if budget is not None else None
+    if team is not None and config.fits_final and team_pays(study, config, data, seconds, team,
+                                                            share=share):
+        return fit_team(study, config, data, device, run_dir, seconds, team, budget=budget,
+                        progress=progress, tracker=tracker, share=share, scoring=scoring)
     chosen = (final_plans(study, config, data, seconds, share=share) if config.fits_final
               else [])
     if not chosen:
@@ -288,16 +307,102 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
         if more is not None:
             spec, fit = ensemble_of([spec, *more[0]], [fit, *more[1]])
     folder = hand_over(study, data, run_dir, best, spec, fit, tracker)
+    return final_summary(best, members, spec, fit, first, folder, data, plans[0].epochs)
+
+
+def final_summary(best: TrialRecord, members: list[TrialRecord], spec: ArchSpec,
+                  fit: FitResult, first: FitResult, folder: Path, data: ImageSplits,
+                  planned: int, **more: Any) -> dict[str, Any]:
+    """``summary.json``'s ``final``: the model handed over (``spec``, ``fit``), the trials
+    whose recipes it trained (``members``) and its first network's fit (``first``)."""
     trainings = {"trainings": len(spec.networks)} if len(spec.networks) > len(members) else {}
     return {"trial": best.number, "dir": str(folder), "tta": spec.head.tta,
             **trainings, "members": [m.number for m in members],
             "member_epochs": [n.train.epochs for n in spec.networks],
             "band": round(noise_band(float(best.val_acc or 0.0), len(data.y_val)), 6),
-            "epochs_planned": plans[0].epochs,
+            "epochs_planned": planned,
             "epochs": len(first.history), "seconds": round(fit.seconds, 3),
             "stopped": first.stopped_reason,
             "train_images": len(data.y_train) + len(data.y_val),
-            "history": first.history}
+            "history": first.history, **more}
+
+
+#: A network of a final team is planned to need this much more than its epochs: its process
+#: starts, imports torch and Lightning and loads the data before it trains.
+TEAM_START_S = 8.0
+
+
+def team_plans(study: optuna.Study, data: ImageSplits, seconds: float | None,
+               team: WorkerPlan, *, share: float = 1.0
+               ) -> list[tuple[TrialRecord, FinalPlan]]:
+    """The finalists a ``team`` trains (at most one per process), each with its plan: all of
+    ``seconds`` at the speed each of ``team.count`` networks trains at together
+    (``team.share`` of one alone); ``[]`` when there is no winner with an architecture."""
+    finalists = pick_finalists(ranked_trials(study), n_train=len(data.y_train),
+                               n_val=len(data.y_val), most=team.count)
+    if not finalists or finalists[0].spec is None:
+        return []
+    return [(f, winner_plan(f, data, seconds, share=share / team.share)) for f in finalists
+            if f.spec is not None]
+
+
+def team_pays(study: optuna.Study, config: SearchConfig, data: ImageSplits,
+              seconds: float | None, team: WorkerPlan, *, share: float = 1.0) -> bool:
+    """Whether a ``team`` trains the final networks sooner or longer than one process: with a
+    budget, when its ``seconds`` are at least twice a member's start (each network then
+    trains for nearly all of them, not an equal share); without one, when the finalists'
+    epochs in parallel, start included, end before they would one after the other (digits'
+    finalists train in a few seconds each: a member's start costs more than it saves)."""
+    if seconds is not None:
+        return seconds >= 2 * TEAM_START_S
+    alone = [plan for _, plan in final_plans(study, config, data, None, share=share)]
+    together = [plan for _, plan in team_plans(study, data, None, team, share=share)]
+    if not alone or not together or not all(p.epoch_seconds for p in [*alone, *together]):
+        return False
+    return (TEAM_START_S + max(p.epochs * (p.epoch_seconds or 0.0) for p in together)
+            < sum(p.epochs * (p.epoch_seconds or 0.0) for p in alone))
+
+
+def fit_team(study: optuna.Study, config: SearchConfig, data: ImageSplits, device: Device,
+             run_dir: Path, seconds: float | None, team: WorkerPlan, *,
+             budget: Budget | None, progress: bool, tracker: Tracker | None,
+             share: float, scoring: float) -> dict[str, Any] | None:
+    """The final fit as ``team.count`` networks trained at once
+    (:mod:`automl_cnn.runners.final_team`): the finalists, then the winner again with other
+    seeds, each over all of ``seconds`` (less the test scoring of the networks beyond the
+    first), and the model handed over averages them."""
+    from .final_team import MEMBERS_DIR, fit_together, team_networks
+
+    chosen = team_plans(study, data, seconds, team, share=share)
+    if not chosen:
+        return None
+    finalists, first_plan = [f for f, _ in chosen], chosen[0][1]
+    if seconds is not None and first_plan.epoch_seconds and seconds < first_plan.epoch_seconds:
+        log.info("no time left for a final fit (%.1fs < one epoch %.1fs)", seconds,
+                 first_plan.epoch_seconds)
+        return None
+    networks = team_networks(finalists, team.count, config.seed)
+    plans = dict((f.number, plan) for f, plan in chosen)
+    bar = EpochBar(sum(plans[f.number].epochs for f, _ in networks), budget,
+                   enabled=progress, desc=f"final fit ({team.count} at once)")
+    deadline = None if seconds is None else time.time() + seconds - (team.count - 1) * scoring
+    began, members_dir = time.time(), RunDir(run_dir).path / MEMBERS_DIR
+    try:
+        specs, fits, spans = fit_together(
+            config, [with_tta(f.spec, config, data.flip_ok) for f, _ in networks if f.spec],
+            [s for _, s in networks], team, deadline=deadline, device=device.torch_device,
+            epochs=[plans[f.number].epochs for f, _ in networks],
+            folder=members_dir, on_epoch=bar.update)
+    finally:
+        bar.close()
+    spec, fit = ensemble_of(specs, fits)
+    folder = hand_over(study, data, run_dir, finalists[0], spec, fit, tracker)
+    shutil.rmtree(members_dir, ignore_errors=True)  # the final model holds them all
+    return final_summary(finalists[0], finalists, spec, fit, fits[0], folder, data,
+                         first_plan.epochs, together={
+                             "networks": len(fits), "devices": list(team.devices),
+                             "spans": [[round(a - began, 2), round(b - began, 2)]
+                                       for a, b in spans]})
 
 
 def hand_over(study: optuna.Study, data: ImageSplits, run_dir: Path, trial: TrialRecord,
@@ -391,7 +496,7 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
 
 
 __all__ = ["SearchPlan", "budget_summary", "final_fit_need", "final_plans",
-           "for_plan", "hand_over", "more_seeds", "plan_search", "rung_counts",
+           "final_summary", "fit_team", "team_pays", "team_plans", "for_plan", "hand_over", "more_seeds", "plan_search", "rung_counts",
            "run_final_fit",
            "run_more_trainings", "search_bar", "search_rounds", "end_scoring_seconds",
            "whole_budget_ladder", "winner_plan"]

@@ -34,6 +34,7 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
+from .final_team import final_team
 from .parallel import plan_workers, run_workers, sharing_table
 from .phases import (SearchPlan, budget_summary, for_plan, plan_search, run_final_fit,
                      run_more_trainings, search_bar, search_rounds, end_scoring_seconds)
@@ -203,11 +204,12 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
         workers = plan_workers(searching, device)
     config = searching
     plan = replace(plan, share=workers.share)
+    team = final_team(config, workers)  # GPU workers: the final fit's networks train at once
     each = plan.images_per_second and plan.images_per_second * plan.share  # workers share
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          ladder=plan.ladder, images_per_second=each)
     # The search phase, then the time the final fit can spare.
-    for budget in search_rounds(plan, study, budget, data, config):
+    for budget in search_rounds(plan, study, budget, data, config, team=team):
         runner.deadline = None if budget is None else time.time() + budget.search_left()
         bar = search_bar(plan, config, budget, runner, enabled=progress)
         interrupted = _search_phase(config, study, runner, workers, stop, bar, budget,
@@ -222,7 +224,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
                                    progress=progress, tracker=tracker)
     else:
         final = run_final_fit(study, config, data, device, run_dir, budget, progress=progress,
-                              tracker=tracker, share=plan.share, scoring=scoring)
+                              tracker=tracker, share=plan.share, scoring=scoring, team=team)
     phases = {"startup": round(startup, 3), "search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
     with stopping(interrupted):  # a second Ctrl-C must not cost the summary

@@ -69,7 +69,16 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
             f"{held[i] if i < len(held) else 0} trials" for i, r in enumerate(rungs)), file=out)
     final = summary.get("final")
     members = (final or {}).get("members") or []
-    if final and (final.get("trainings") or 1) > 1:
+    together = (final or {}).get("together")
+    if final and together:
+        trials = (f"trial {final['trial']} with {len(final['member_epochs'])} seeds"
+                  if len(members) == 1 else "trials " + ", ".join(map(str, members)))
+        print(f"Final fit: {together['networks']} networks trained at once "
+              f"({', '.join(sorted(set(together['devices'])))}), {trials}, each for the whole "
+              f"final phase on {final['train_images']:,} train + validation images "
+              f"({', '.join(map(str, final['member_epochs']))} epochs); the final model "
+              f"averages them ({final['seconds']:.1f}s of training)", file=out)
+    elif final and (final.get("trainings") or 1) > 1:
         epochs = final["member_epochs"]
         print(f"More trainings: trial {final['trial']} reached its {final['epochs_planned']}-"
               f"epoch cap with time left, so {_trainings(len(epochs) - 1)} of it with "

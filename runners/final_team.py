@@ -1,0 +1,192 @@
+"""The final fit's networks trained at once, one process each, where the search had a GPU's
+workers.
+
+One small CNN's training keeps a big GPU 16-18 % busy (:data:`~automl_cnn.runners.parallel.
+GPU_SHARING`: 8 workers train 5.6 times one worker's images/s on an H200). The search phase
+fills the card with ``--jobs`` workers, but the final fit was one process again: a 60k search
+on the H200 kept it 86.7 % busy while searching and 46.6 % over the whole command. So where the
+search ran on GPUs with several workers, the final fit trains the ``--ensemble`` networks it
+averages (the near-tied finalists, then the winner again with other seeds) in as many
+processes at once, each annealed by the clock over the whole final phase: three networks on
+one GPU each train at 95 % of one alone, where one after the other each had a third of the
+time. On a CPU the networks would only share its cores, so the final fit stays one process.
+
+Each member process loads the data, trains on train + validation with
+:func:`automl_cnn.final_fit.fit_final`, and saves its checkpoint and learning curve under
+``RUN_DIR/final-members/<i>``; the parent shows their epochs on one bar, then loads them. A
+member that fails is left out (logged) as long as one succeeds; Ctrl-C and SIGTERM reach the
+parent, which stops the members (in their own process group, they also stop when it dies).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl_cnn.config import SearchConfig
+from automl_cnn.finalists import ensemble_size
+
+from .parallel import WorkerPlan, usable_cores
+
+if TYPE_CHECKING:
+    from automl_cnn.arch import ArchSpec
+    from automl_cnn.record import TrialRecord
+    from automl_cnn.training import FitResult
+
+log = logging.getLogger(__name__)
+
+MEMBERS_DIR = "final-members"
+HISTORY = "history.json"
+POLL_SECONDS = 0.25
+
+
+def final_team(config: SearchConfig, workers: WorkerPlan) -> WorkerPlan | None:
+    """The processes the final fit trains its networks in at once: ``--ensemble`` of them
+    (at most one per search worker) on the search workers' GPUs, round-robin; ``None`` (one
+    process, one network after the other) on a CPU, with one worker, without a final fit, or
+    where the final model must be one network (:func:`automl_cnn.finalists.ensemble_size`).
+
+    Example:
+        >>> team = final_team(SearchConfig(ensemble=3), WorkerPlan(("cuda:0",) * 8, 2))
+        >>> team.devices
+        ('cuda:0', 'cuda:0', 'cuda:0')
+        >>> final_team(SearchConfig(ensemble=3), WorkerPlan(("cpu",) * 2, 1)) is None
+        True
+    """
+    k = min(ensemble_size(config), workers.count)
+    if not config.fits_final or not workers.on_gpus or k < 2:
+        return None
+    return WorkerPlan(devices=workers.devices[:k], threads=max(1, usable_cores() // k))
+
+
+def team_networks(finalists: Sequence[TrialRecord], count: int,
+                  seed: int) -> list[tuple[TrialRecord, int]]:
+    """``count`` (finalist, seed) pairs: each finalist once with ``seed`` (as the one-process
+    fit trains it), then the finalists again, best first, with other seeds.
+
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> [(t.number, s) for t, s in team_networks([T(number=4)], 3, seed=0)]
+        [(4, 0), (4, 7923), (4, 15842)]
+    """
+    out = []
+    for i in range(count):
+        finalist, again = finalists[i % len(finalists)], i // len(finalists)
+        out.append((finalist, seed if again == 0
+                    else seed * 100_003 + finalist.number + 7_919 * again))
+    return out
+
+
+def fit_together(config: SearchConfig, specs: Sequence[ArchSpec], seeds: Sequence[int],
+                 team: WorkerPlan, *, deadline: float | None, epochs: Sequence[int],
+                 folder: Path, device: str = "cpu",
+                 on_epoch: Callable[[dict[str, float]], None] | None = None
+                 ) -> tuple[list[ArchSpec], list[FitResult], list[tuple[float, float]]]:
+    """Train ``specs[i]`` with ``seeds[i]`` on train + validation in process ``i`` on
+    ``team.devices[i]``, all at once: each annealed by the clock to ``deadline`` (a
+    ``time.time()`` reading) at most to its epoch cap, or without one for ``epochs[i]``.
+    Return the specs (each holding the epochs it trained), fits (models on ``device``) and
+    training spans (``time.time()`` at its first and last step) of those that succeeded;
+    raises :class:`RuntimeError` when none did."""
+    from automl_cnn.arch import ArchSpec
+    from automl_cnn.checkpoint import load_checkpoint
+    from automl_cnn.training import FitResult
+
+    ctx = mp.get_context("spawn")
+    rows: Any = ctx.Queue()
+    outs = [folder / str(i) for i in range(len(specs))]
+    procs = [ctx.Process(target=member_main, name=f"automl-cnn-final-{i}", daemon=False,
+                         args=(config.to_dict(), spec.to_dict(), seed, dev, team.threads,
+                               deadline, n, str(out), rows))
+             for i, (spec, seed, dev, n, out) in enumerate(zip(specs, seeds, team.devices,
+                                                               epochs, outs))]
+    for proc in procs:
+        proc.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            _drain(rows, on_epoch)
+            time.sleep(POLL_SECONDS)
+        _drain(rows, on_epoch)
+    finally:
+        for proc in procs:  # an exception or Ctrl-C in the parent: the members stop too
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(10)
+    trained, fits, spans = [], [], []
+    for proc, out in zip(procs, outs):
+        if proc.exitcode != 0 or not (out / HISTORY).exists():
+            log.warning("%s ended with exit code %s: left out of the final model", proc.name,
+                        proc.exitcode)
+            continue
+        model, _, _ = load_checkpoint(out, device=device)
+        done = json.loads((out / HISTORY).read_text())
+        trained.append(ArchSpec.from_dict(done["spec"]))
+        fits.append(FitResult(model, done["history"], float(done["seconds"]),
+                              done["stopped"]))
+        spans.append((float(done["began"]), float(done["ended"])))
+    if not fits:
+        raise RuntimeError(f"none of the final fit's {len(procs)} networks trained; see the "
+                           "log above")
+    return trained, fits, spans
+
+
+def _drain(rows: Any, on_epoch: Callable[[dict[str, float]], None] | None) -> None:
+    while True:
+        try:
+            row = rows.get_nowait()
+        except queue_mod.Empty:
+            return
+        if on_epoch:
+            on_epoch(row)
+
+
+def member_main(config_dict: dict[str, Any], spec_dict: dict[str, Any], seed: int,
+                device_name: str, threads: int, deadline: float | None, epochs: int, out: str,
+                rows: Any) -> None:
+    """One network of the final fit: load the data, train, save the checkpoint and then its
+    learning curve (``history.json``, written last: its presence says the member finished)."""
+    os.setpgrp()  # a terminal's Ctrl-C goes to the parent, which stops us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    from automl_cnn.arch import ArchSpec
+    from automl_cnn.atomic import write_text_atomic
+    from automl_cnn.callbacks import StopCheck
+    from automl_cnn.checkpoint import CheckpointMeta, save_checkpoint
+    from automl_cnn.data import load_dataset
+    from automl_cnn.device import resolve_device
+    from automl_cnn.final_fit import FinalPlan, fit_final
+    from automl_cnn.training import silence_lightning
+
+    torch.set_num_threads(threads)
+    silence_lightning()
+    config = SearchConfig.from_dict(config_dict)
+    device = resolve_device(device_name)
+    data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
+                        train_subset=config.train_subset).to(device.torch_device)
+    spec = ArchSpec.from_dict(spec_dict)
+    parent = os.getppid()
+    began = time.time()
+    seconds = None if deadline is None else max(1.0, deadline - began)
+    fit = fit_final(spec, data, device, seed=seed, plan=FinalPlan(epochs, None, seconds),
+                    max_seconds=seconds, on_epoch=rows.put,
+                    callbacks=[StopCheck(lambda: os.getppid() != parent, SystemExit)])
+    trained = replace(spec, train=replace(spec.train, epochs=len(fit.history) or 1))
+    folder = Path(out)
+    save_checkpoint(folder, fit.model.to("cpu"),
+                    trained, CheckpointMeta.for_dataset(data, trained_on="train+val"))
+    write_text_atomic(folder / HISTORY, json.dumps(
+        {"spec": trained.to_dict(), "history": fit.history, "seconds": fit.seconds,
+         "stopped": fit.stopped_reason, "began": began, "ended": time.time()}))
+
+
+__all__ = ["MEMBERS_DIR", "final_team", "fit_together", "member_main", "team_networks"]

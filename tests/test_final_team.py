@@ -1,0 +1,91 @@
+"""The final fit's networks trained at once, one process each, where the search had GPU workers
+(runners/final_team.py). The CPU runs the very same processes here: only the choice of a team
+(GPU workers only) is forced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from automl_cnn.api import load_best
+from automl_cnn.cli import main
+from automl_cnn.config import SearchConfig
+from automl_cnn.runners.final_team import final_team, team_networks
+from automl_cnn.runners.parallel import WorkerPlan
+
+
+def test_a_team_forms_only_on_gpu_workers_and_never_exceeds_the_ensemble_or_the_workers(
+        ) -> None:
+    gpus = WorkerPlan(("cuda:0", "cuda:1") * 4, 2)
+    team = final_team(SearchConfig(ensemble=3), gpus)
+    assert team is not None and team.devices == ("cuda:0", "cuda:1", "cuda:0")
+    assert final_team(SearchConfig(ensemble=5), WorkerPlan(("cuda:0",) * 2, 2)).count == 2
+    assert final_team(SearchConfig(ensemble=3), WorkerPlan(("cpu",) * 4, 1)) is None
+    assert final_team(SearchConfig(ensemble=3), WorkerPlan(("cuda:0",), 8)) is None
+    assert final_team(SearchConfig(ensemble=1), gpus) is None  # one network wanted
+    assert final_team(SearchConfig(ensemble=3, final_fit=False), gpus) is None  # none wanted
+
+
+def test_a_team_trains_each_finalist_once_with_the_search_seed_then_others_with_new_seeds(
+        ) -> None:
+    class T:
+        def __init__(self, number: int) -> None:
+            self.number = number
+
+    a, b = T(7), T(2)
+    pairs = team_networks([a, b], 5, seed=3)
+    assert [t.number for t, _ in pairs] == [7, 2, 7, 2, 7]
+    seeds = [s for _, s in pairs]
+    assert seeds[:2] == [3, 3] and len(set(seeds[2:])) == 3 and 3 not in seeds[2:]
+
+
+@pytest.mark.slow
+def test_with_a_team_the_final_networks_train_at_once_and_the_model_averages_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import automl_cnn.ladder as ladder
+    import automl_cnn.runners.search as search
+
+    monkeypatch.setattr(ladder, "MIN_SMALL_SEARCH_TRAININGS", 1)  # always search
+    # What GPU workers get; here two CPU processes run the same code.
+    monkeypatch.setattr(search, "final_team",
+                        lambda config, workers: WorkerPlan(("cpu", "cpu"), 1))
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "digits", "--space", "tiny", "--timeout", "40s",
+                 "--trials", "1", "--no-mlflow", "--no-progress", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    final = summary["final"]
+    together = final["together"]
+    assert together["networks"] == 2 and final["trainings"] == 2
+    assert final["members"] == [summary["best"]["trial"]]
+    (a0, a1), (b0, b1) = together["spans"]
+    assert a0 < b1 and b0 < a1  # the two trainings overlapped in time
+    assert "2 networks trained at once (cpu)" in printed
+    net = load_best(out)  # the average, each network with its own seed
+    assert type(net).__name__ == "Ensemble" and len(net.members) == 2
+    states = [m.state_dict() for m in net.members]
+    assert any((x != y).any() for x, y in zip(states[0].values(), states[1].values()))
+    assert summary["test"]["model"] == "final" and summary["test"]["accuracy"] > 0.5
+    assert summary["wall_seconds"] <= 40 + 10
+    assert not (out / "final-members").exists()  # the final model holds them
+
+
+@pytest.mark.slow
+def test_without_a_budget_a_team_is_not_used_where_starting_it_costs_more_than_it_saves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Digits' finalists train in a few seconds each: a member process's start (imports, data)
+    # would cost more than training them one after the other saves.
+    import automl_cnn.runners.search as search
+
+    monkeypatch.setattr(search, "final_team",
+                        lambda config, workers: WorkerPlan(("cpu", "cpu"), 1))
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "digits", "--space", "tiny", "--trials", "2",
+                 "--no-mlflow", "--no-progress", "--out", str(out)])
+    assert code == 0
+    final = json.loads((out / "summary.json").read_text())["final"]
+    assert final is not None and "together" not in final
