@@ -8,7 +8,12 @@ architecture over the limit is recorded as infeasible and never trained, like th
   forward at the recipe's batch size (bf16 autocast where the search trains in bf16), backward,
   and the recipe's optimiser step (which allocates its state) — between
   ``torch.cuda.reset_peak_memory_stats`` and ``torch.cuda.max_memory_allocated``, less what was
-  allocated before. Caching-allocator slack and cuDNN workspaces beyond the step are not counted.
+  allocated before. Caching-allocator slack and cuDNN workspaces beyond the step are not counted,
+  nor is cuBLAS's workspace: a process allocates it at its first matrix product and keeps it
+  (65 MB on an H200 with CUDA 13), whatever it trains, so it is allocated before the reading
+  (:func:`_warm_cublas`). Without that, the first measurement in a process read 100.7 MB for
+  a step that needs 35.7 MB (``benchmarks/probe_train_memory.py``; 35.7 MB with
+  ``CUBLAS_WORKSPACE_CONFIG=:0:0`` or on a second reading), 3.4x the 29.6 MB estimate.
 - CPU: *estimated* from the layer plan (the CPU allocator keeps no peak statistics): weights,
   gradients and optimiser state (two moments for Adam/AdamW, one momentum buffer for SGD), plus
   every layer's output kept for the backward pass, three copies per batch-normalised block
@@ -56,6 +61,7 @@ def measured_cuda_train_memory_mb(spec: ArchSpec, input_shape: tuple[int, int, i
     from automl_cnn.recipes import OPTIMIZERS
 
     dev = torch.device(device)
+    _warm_cublas(dev)
     torch.cuda.synchronize(dev)
     before = torch.cuda.memory_allocated(dev)
     torch.cuda.reset_peak_memory_stats(dev)
@@ -72,6 +78,17 @@ def measured_cuda_train_memory_mb(spec: ArchSpec, input_shape: tuple[int, int, i
     del model, optimizer, x, y, loss
     torch.cuda.empty_cache()
     return peak / MIB
+
+
+def _warm_cublas(dev: torch.device) -> None:
+    """Have cuBLAS allocate the workspace it keeps for the process (a linear layer's forward
+    and backward, in fp32 and under bf16 autocast), so a step's peak is the step's own."""
+    layer = torch.nn.Linear(8, 8).to(dev)
+    x = torch.rand(2, 8, device=dev, requires_grad=True)
+    for bf16 in (False, True):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            layer(x).float().sum().backward()
+    del layer, x
 
 
 def train_memory_mb(spec: ArchSpec, plan: LayerPlan, input_shape: tuple[int, int, int],
