@@ -196,6 +196,8 @@ def main() -> None:
                    help="seeds for (c)'s other baselines (default: --seeds-ac); the first "
                         "baseline, the one a budget too short to search trains, always gets "
                         "--seeds-ac")
+    p.add_argument("--seed-from", type=int, default=0,
+                   help="skip the seeds below this one (re-run one seed of a table)")
     p.add_argument("--digits-budget", type=float, default=60, help="0: skip digits")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--out", default="bench-budget")
@@ -220,7 +222,7 @@ def main() -> None:
     log = root / "runs.jsonl"
     jobs = []
     for dataset, budget in plan:
-        for seed in range(max(args.seeds_ac, args.seeds_bd)):  # arms interleaved per seed
+        for seed in range(args.seed_from, max(args.seeds_ac, args.seeds_bd)):  # interleaved
             for arm in arms:
                 seeds = (args.seeds_ac if arm[0] in ("a", "c", "C") and arm != "a/3"
                          else args.seeds_bd)
