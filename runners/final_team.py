@@ -25,6 +25,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +39,13 @@ from automl_cnn.finalists import ensemble_size
 from .parallel import WorkerPlan, usable_cores
 
 if TYPE_CHECKING:
+    import optuna
+
     from automl_cnn.arch import ArchSpec
+    from automl_cnn.data import ImageSplits
+    from automl_cnn.device import Device
+    from automl_cnn.search_spaces import SearchSpace
+    from automl_cnn.tracking import Tracker
     from automl_cnn.record import TrialRecord
     from automl_cnn.training import FitResult
 
@@ -92,51 +99,145 @@ def fit_together(config: SearchConfig, specs: Sequence[ArchSpec], seeds: Sequenc
                  on_epoch: Callable[[dict[str, float]], None] | None = None
                  ) -> tuple[list[ArchSpec], list[FitResult], list[tuple[float, float]]]:
     """Train ``specs[i]`` with ``seeds[i]`` on train + validation in process ``i`` on
-    ``team.devices[i]``, all at once: each annealed by the clock to ``deadline`` (a
-    ``time.time()`` reading) at most to its epoch cap, or without one for ``epochs[i]``.
-    Return the specs (each holding the epochs it trained), fits (models on ``device``) and
-    training spans (``time.time()`` at its first and last step) of those that succeeded;
-    raises :class:`RuntimeError` when none did."""
-    from automl_cnn.arch import ArchSpec
-    from automl_cnn.checkpoint import load_checkpoint
-    from automl_cnn.training import FitResult
+    ``team.devices[i]``, all at once, and wait for them (:class:`Together`)."""
+    return Together.start(config, specs, seeds, team.devices, threads=team.threads,
+                          deadline=deadline, epochs=epochs, folder=folder
+                          ).wait(device=device, on_epoch=on_epoch)
 
-    ctx = mp.get_context("spawn")
-    rows: Any = ctx.Queue()
-    outs = [folder / str(i) for i in range(len(specs))]
-    procs = [ctx.Process(target=member_main, name=f"automl-cnn-final-{i}", daemon=False,
-                         args=(config.to_dict(), spec.to_dict(), seed, dev, team.threads,
-                               deadline, n, str(out), rows))
-             for i, (spec, seed, dev, n, out) in enumerate(zip(specs, seeds, team.devices,
-                                                               epochs, outs))]
-    for proc in procs:
-        proc.start()
-    try:
-        while any(p.is_alive() for p in procs):
-            _drain(rows, on_epoch)
-            time.sleep(POLL_SECONDS)
-        _drain(rows, on_epoch)
-    finally:
-        for proc in procs:  # an exception or Ctrl-C in the parent: the members stop too
+
+class Together:
+    """Final-fit networks training at once, one process each (:meth:`start`); :meth:`wait`
+    collects them, :meth:`cancel` ends them early."""
+
+    def __init__(self, procs: list[Any], folder: Path, rows: Any,
+                 devices: Sequence[str] = ()) -> None:
+        self.procs, self.folder, self.rows = procs, folder, rows
+        self.outs = [folder / str(i) for i in range(len(procs))]
+        self.devices = list(devices)
+
+    @classmethod
+    def start(cls, config: SearchConfig, specs: Sequence[ArchSpec], seeds: Sequence[int],
+              devices: Sequence[str], *, threads: int, deadline: float | None,
+              epochs: Sequence[int], folder: Path) -> Together:
+        """Start ``specs[i]``'s training with ``seeds[i]`` on train + validation in a process
+        on ``devices[i]``: annealed by the clock to ``deadline`` (a ``time.time()`` reading)
+        at most to its epoch cap, or without one for ``epochs[i]``."""
+        ctx = mp.get_context("spawn")
+        rows: Any = ctx.Queue()
+        procs = [ctx.Process(target=member_main, name=f"automl-cnn-final-{i}", daemon=False,
+                             args=(config.to_dict(), spec.to_dict(), seed, dev, threads,
+                                   deadline, n, str(folder / str(i)), rows))
+                 for i, (spec, seed, dev, n) in enumerate(zip(specs, seeds, devices, epochs))]
+        for proc in procs:
+            proc.start()
+        return cls(procs, folder, rows, devices)
+
+    def wait(self, *, device: str = "cpu",
+             on_epoch: Callable[[dict[str, float]], None] | None = None
+             ) -> tuple[list[ArchSpec], list[FitResult], list[tuple[float, float]]]:
+        """Wait for every network (``on_epoch`` gets each finished epoch's row); return the
+        specs (each holding the epochs it trained), fits (models on ``device``) and training
+        spans (``time.time()`` at its start and end) of those that succeeded. Raises
+        :class:`RuntimeError` when none did."""
+        from automl_cnn.arch import ArchSpec
+        from automl_cnn.checkpoint import load_checkpoint
+        from automl_cnn.training import FitResult
+
+        try:
+            while any(p.is_alive() for p in self.procs):
+                _drain(self.rows, on_epoch)
+                time.sleep(POLL_SECONDS)
+            _drain(self.rows, on_epoch)
+        except BaseException:
+            self.cancel()  # an exception or Ctrl-C in the parent: the members stop too
+            raise
+        self.stop()  # joins them
+        trained, fits, spans = [], [], []
+        for proc, out in zip(self.procs, self.outs):
+            if proc.exitcode != 0 or not (out / HISTORY).exists():
+                log.warning("%s ended with exit code %s: left out of the final model",
+                            proc.name, proc.exitcode)
+                continue
+            model, _, _ = load_checkpoint(out, device=device)
+            done = json.loads((out / HISTORY).read_text())
+            trained.append(ArchSpec.from_dict(done["spec"]))
+            fits.append(FitResult(model, done["history"], float(done["seconds"]),
+                                  done["stopped"]))
+            spans.append((float(done["began"]), float(done["ended"])))
+        shutil.rmtree(self.folder, ignore_errors=True)  # the parent holds the models now
+        if not fits:
+            raise RuntimeError(f"none of the final fit's {len(self.procs)} networks trained; "
+                               "see the log above")
+        return trained, fits, spans
+
+    def stop(self) -> None:
+        """End the networks still training (what they saved is only read by :meth:`wait`)."""
+        for proc in self.procs:
             if proc.is_alive():
                 proc.terminate()
             proc.join(10)
-    trained, fits, spans = [], [], []
-    for proc, out in zip(procs, outs):
-        if proc.exitcode != 0 or not (out / HISTORY).exists():
-            log.warning("%s ended with exit code %s: left out of the final model", proc.name,
-                        proc.exitcode)
-            continue
-        model, _, _ = load_checkpoint(out, device=device)
-        done = json.loads((out / HISTORY).read_text())
-        trained.append(ArchSpec.from_dict(done["spec"]))
-        fits.append(FitResult(model, done["history"], float(done["seconds"]),
-                              done["stopped"]))
-        spans.append((float(done["began"]), float(done["ended"])))
-    if not fits:
-        raise RuntimeError(f"none of the final fit's {len(procs)} networks trained; see the "
-                           "log above")
-    return trained, fits, spans
+
+    def cancel(self) -> None:
+        """Stop the networks and delete what they saved."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_whole_team(config: SearchConfig, space: SearchSpace, data: ImageSplits,
+                     team: WorkerPlan, *, deadline: float, scoring: float,
+                     folder: Path) -> Together | None:
+    """A budget too short to search trains its one baseline in this process; with a ``team``
+    the ``team.count - 1`` other networks train the same recipe with other seeds at the same
+    time, on ``team.devices[1:]``, to the same ``deadline`` less the time to score them
+    (``scoring`` seconds each), and the model handed over averages all of them
+    (:func:`finish_whole_team`). ``None`` where that time is under twice a network's start
+    (:data:`~automl_cnn.runners.phases.TEAM_START_S`) or the space has no baseline."""
+    import optuna
+
+    from automl_cnn.final_fit import with_tta
+
+    from .phases import TEAM_START_S
+
+    others = team.count - 1
+    deadline -= others * scoring
+    if not space.baselines or others < 1 or deadline - time.time() < 2 * TEAM_START_S:
+        return None
+    spec = with_tta(space.sample(optuna.trial.FixedTrial(space.baselines[0].params),
+                                 flip_ok=data.flip_ok), config, data.flip_ok)
+    seeds = [config.seed * 100_003 + 104_729 + 7_919 * j for j in range(others)]
+    return Together.start(config, [spec] * others, seeds, team.devices[1:],
+                          threads=team.threads, deadline=deadline,
+                          epochs=[spec.train.epochs] * others, folder=folder)
+
+
+def finish_whole_team(together: Together, study: optuna.Study, config: SearchConfig,
+                      data: ImageSplits, device: Device, run_dir: Path, *,
+                      tracker: Tracker | None, began: float) -> dict[str, Any] | None:
+    """Wait for :func:`start_whole_team`'s networks and hand over their average with the one
+    trial's (``summary.json``'s ``final``); ``None`` (the trial alone is the model) where none
+    trained, or the trial is not the recipe they trained."""
+    from .phases import average_with_whole, whole_trial
+
+    try:
+        specs, fits, spans = together.wait(device=device.torch_device)
+    except RuntimeError as exc:
+        log.error("%s: the one trial is the model", exc)
+        return None
+    found = whole_trial(study, config, run_dir)
+    if found is None or any(_recipe(s) != _recipe(found[0].spec) for s in specs):
+        log.warning("the networks trained beside the one trial are not its recipe: left out")
+        return None
+    # spans: those of the networks beside the trial, which trained from ``began`` on
+    return average_with_whole(
+        study, data, device, run_dir, found, specs, fits, tracker=tracker,
+        together={"networks": len(fits) + 1,
+                  "devices": [device.torch_device, *together.devices[:len(fits)]],
+                  "spans": [[round(a - began, 2), round(b - began, 2)] for a, b in spans]})
+
+
+def _recipe(spec: ArchSpec | None) -> ArchSpec | None:
+    """``spec`` without its epoch count (the clock sets it)."""
+    return None if spec is None else replace(spec, train=replace(spec.train, epochs=1))
 
 
 def _drain(rows: Any, on_epoch: Callable[[dict[str, float]], None] | None) -> None:
@@ -189,4 +290,4 @@ def member_main(config_dict: dict[str, Any], spec_dict: dict[str, Any], seed: in
          "stopped": fit.stopped_reason, "began": began, "ended": time.time()}))
 
 
-__all__ = ["MEMBERS_DIR", "final_team", "fit_together", "member_main", "team_networks"]
+__all__ = ["MEMBERS_DIR", "Together", "final_team", "finish_whole_team", "start_whole_team", "fit_together", "member_main", "team_networks"]

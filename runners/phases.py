@@ -11,10 +11,9 @@ winner after it.
 from __future__ import annotations
 
 import logging
-import shutil
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -387,17 +386,19 @@ def fit_team(study: optuna.Study, config: SearchConfig, data: ImageSplits, devic
                    enabled=progress, desc=f"final fit ({team.count} at once)")
     deadline = None if seconds is None else time.time() + seconds - (team.count - 1) * scoring
     began, members_dir = time.time(), RunDir(run_dir).path / MEMBERS_DIR
-    try:
+    try:  # none trained (a GPU out of memory, say): the search's own best is the model
         specs, fits, spans = fit_together(
             config, [with_tta(f.spec, config, data.flip_ok) for f, _ in networks if f.spec],
             [s for _, s in networks], team, deadline=deadline, device=device.torch_device,
             epochs=[plans[f.number].epochs for f, _ in networks],
             folder=members_dir, on_epoch=bar.update)
+    except RuntimeError as exc:
+        log.error("%s: no final model; the search's best is tested", exc)
+        return None
     finally:
         bar.close()
     spec, fit = ensemble_of(specs, fits)
     folder = hand_over(study, data, run_dir, finalists[0], spec, fit, tracker)
-    shutil.rmtree(members_dir, ignore_errors=True)  # the final model holds them all
     return final_summary(finalists[0], finalists, spec, fit, fits[0], folder, data,
                          first_plan.epochs, together={
                              "networks": len(fits), "devices": list(team.devices),
@@ -466,22 +467,43 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
     (the one trial is the model) when the first stopped before its cap, when what is left buys
     no further training, or where the final model must be one network (``--ensemble 1``, a
     hard limit, ``--no-final-fit``)."""
-    ranked = ranked_trials(study)
-    first = ranked[0] if ranked else None
-    if (budget is None or first is None or first.spec is None or first.fidelity is None
-            or not first.fidelity.whole or not config.fits_final):
+    found = whole_trial(study, config, run_dir)
+    if budget is None or found is None:
         return None
-    cap = epoch_cap(first.spec.train.epochs)
-    took = first.timings.train_seconds
-    folder = RunDir(run_dir).trial_folder(first.number)
-    if not (folder / ARCH).exists():
-        return None
-    more = more_seeds(first.spec, took, first.epochs_trained, data, device, config, budget,
-                      end_scoring_seconds(plan, config, data),
+    first, folder = found
+    assert first.spec is not None
+    more = more_seeds(first.spec, first.timings.train_seconds, first.epochs_trained, data,
+                      device, config, budget, end_scoring_seconds(plan, config, data),
                       seed=config.seed * 100_003 + first.number, progress=progress)
     if more is None:
         return None
-    specs, fits = more
+    return average_with_whole(study, data, device, run_dir, found, *more, tracker=tracker)
+
+
+def whole_trial(study: optuna.Study, config: SearchConfig,
+                run_dir: Path) -> tuple[TrialRecord, Path] | None:
+    """The one trial of a budget too short to search and its checkpoint folder; ``None``
+    where there is none, or where the final model must be that one network (``--ensemble
+    1``, a hard limit, ``--no-final-fit``)."""
+    ranked = ranked_trials(study)
+    first = ranked[0] if ranked else None
+    if (first is None or first.spec is None or first.fidelity is None
+            or not first.fidelity.whole or not config.fits_final):
+        return None
+    folder = RunDir(run_dir).trial_folder(first.number)
+    return (first, folder) if (folder / ARCH).exists() else None
+
+
+def average_with_whole(study: optuna.Study, data: ImageSplits, device: Device, run_dir: Path,
+                       found: tuple[TrialRecord, Path], specs: Sequence[ArchSpec],
+                       fits: Sequence[FitResult], *, tracker: Tracker | None,
+                       **more: Any) -> dict[str, Any]:
+    """Hand over the average of the one trial's network (``found``, :func:`whole_trial`)
+    and further trainings of its recipe (``specs``, ``fits``); ``summary.json``'s ``final``
+    (``more``: extra keys)."""
+    first, folder = found
+    assert first.spec is not None
+    took = first.timings.train_seconds
     own, _, _ = load_checkpoint(folder, device=device.torch_device)
     trained = replace(first.spec, train=replace(first.spec.train, epochs=first.epochs_trained))
     spec, both = ensemble_of([trained, *specs], [
@@ -490,13 +512,15 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
     return {"trial": first.number, "dir": str(saved), "tta": spec.head.tta,
             "members": [first.number], "trainings": len(spec.networks),
             "member_epochs": [n.train.epochs for n in spec.networks],
-            "epochs_planned": cap, "epochs": first.epochs_trained,
+            "epochs_planned": epoch_cap(first.spec.train.epochs),
+            "epochs": first.epochs_trained,
             "seconds": round(both.seconds, 3), "stopped": None,
-            "train_images": len(data.y_train) + len(data.y_val), "history": both.history}
+            "train_images": len(data.y_train) + len(data.y_val), "history": both.history,
+            **more}
 
 
-__all__ = ["SearchPlan", "budget_summary", "final_fit_need", "final_plans",
-           "final_summary", "fit_team", "team_pays", "team_plans", "for_plan", "hand_over", "more_seeds", "plan_search", "rung_counts",
-           "run_final_fit",
-           "run_more_trainings", "search_bar", "search_rounds", "end_scoring_seconds",
-           "whole_budget_ladder", "winner_plan"]
+__all__ = ["SearchPlan", "average_with_whole", "budget_summary", "end_scoring_seconds",
+           "final_fit_need", "final_plans", "final_summary", "fit_team", "for_plan",
+           "hand_over", "more_seeds", "plan_search", "rung_counts", "run_final_fit",
+           "run_more_trainings", "search_bar", "search_rounds", "team_pays", "team_plans",
+           "whole_budget_ladder", "whole_trial", "winner_plan"]

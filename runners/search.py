@@ -34,7 +34,7 @@ from automl_cnn.training import evaluate_checkpoint, silence_lightning
 
 from .join import check_join, study_identity
 from .keep import kept_checkpoints
-from .final_team import final_team
+from .final_team import MEMBERS_DIR, final_team, finish_whole_team, start_whole_team
 from .parallel import plan_workers, run_workers, sharing_table
 from .phases import (SearchPlan, budget_summary, for_plan, plan_search, run_final_fit,
                      run_more_trainings, search_bar, search_rounds, end_scoring_seconds)
@@ -199,26 +199,42 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     scoring = end_scoring_seconds(plan, config, data)  # each network scores the test split
     if budget is not None:  # the end scores the test split: keep its time (flips: twice)
         budget = budget.reserving(scoring)
+    # GPU workers: the final fit's networks train at once (planned before a budget too short
+    # to search brings the search down to one process: its one trial gets a team too)
+    team = final_team(config, workers)
     budget, searching, target, enough = for_plan(plan, budget, config, study)
     if searching.jobs != config.jobs:  # too short to search: one trial, in this process
         workers = plan_workers(searching, device)
     config = searching
     plan = replace(plan, share=workers.share)
-    team = final_team(config, workers)  # GPU workers: the final fit's networks train at once
     each = plan.images_per_second and plan.images_per_second * plan.share  # workers share
     runner = TrialRunner(config, space, data, device, tracker=tracker, run_dir=run_dir, stop=stop,
                          ladder=plan.ladder, images_per_second=each)
     # The search phase, then the time the final fit can spare.
-    for budget in search_rounds(plan, study, budget, data, config, team=team):
-        runner.deadline = None if budget is None else time.time() + budget.search_left()
-        bar = search_bar(plan, config, budget, runner, enabled=progress)
-        interrupted = _search_phase(config, study, runner, workers, stop, bar, budget,
-                                    tracker, target, enough)
-        if interrupted:
-            break
+    beside = None  # networks trained beside the one trial of a budget too short to search
+    searched_all = False
+    try:
+        for budget in search_rounds(plan, study, budget, data, config, team=team):
+            runner.deadline = None if budget is None else time.time() + budget.search_left()
+            if plan.ladder.whole and team is not None and runner.deadline is not None:
+                beside = start_whole_team(config, space, data, team, deadline=runner.deadline,
+                                          scoring=scoring,
+                                          folder=RunDir(run_dir).path / MEMBERS_DIR)
+            bar = search_bar(plan, config, budget, runner, enabled=progress)
+            interrupted = _search_phase(config, study, runner, workers, stop, bar, budget,
+                                        tracker, target, enough)
+            if interrupted:
+                break
+        searched_all = not interrupted
+    finally:
+        if beside is not None and not searched_all:  # Ctrl-C, SIGTERM or an error
+            beside.cancel()
     searched = time.perf_counter()
     if interrupted:
         final = None
+    elif beside is not None:  # the one trial and the networks trained beside it
+        final = finish_whole_team(beside, study, config, data, device, run_dir,
+                                  tracker=tracker, began=time.time() - (searched - began))
     elif plan.ladder.whole:  # the one baseline reached its epoch cap early: more seeds
         final = run_more_trainings(study, config, data, device, run_dir, budget, plan,
                                    progress=progress, tracker=tracker)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,51 +42,77 @@ def test_a_team_trains_each_finalist_once_with_the_search_seed_then_others_with_
     assert seeds[:2] == [3, 3] and len(set(seeds[2:])) == 3 and 3 not in seeds[2:]
 
 
+def _search_with_a_cpu_team(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                            out: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """``automl-cnn search --dataset digits --space tiny ARGS`` with the team GPU workers
+    would get forced onto two CPU processes (the very same code); its summary and output."""
+    import automl_cnn.runners.search as search
+
+    monkeypatch.setattr(search, "final_team",
+                        lambda config, workers: WorkerPlan(("cpu", "cpu"), 1))
+    code = main(["search", "--dataset", "digits", "--space", "tiny", *args, "--no-mlflow",
+                 "--no-progress", "--out", str(out)])
+    assert code == 0
+    return json.loads((out / "summary.json").read_text()), capsys.readouterr().out
+
+
+def _assert_two_seeds_averaged(out: Path) -> None:
+    net = load_best(out)  # the average, each network with its own seed
+    assert type(net).__name__ == "Ensemble" and len(net.members) == 2
+    states = [m.state_dict() for m in net.members]
+    assert any((x != y).any() for x, y in zip(states[0].values(), states[1].values()))
+    assert not (out / "final-members").exists()  # the final model holds them
+
+
 @pytest.mark.slow
 def test_with_a_team_the_final_networks_train_at_once_and_the_model_averages_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     import automl_cnn.ladder as ladder
-    import automl_cnn.runners.search as search
 
     monkeypatch.setattr(ladder, "MIN_SMALL_SEARCH_TRAININGS", 1)  # always search
-    # What GPU workers get; here two CPU processes run the same code.
-    monkeypatch.setattr(search, "final_team",
-                        lambda config, workers: WorkerPlan(("cpu", "cpu"), 1))
     out = tmp_path / "run"
-    code = main(["search", "--dataset", "digits", "--space", "tiny", "--timeout", "40s",
-                 "--trials", "1", "--no-mlflow", "--no-progress", "--out", str(out)])
-    assert code == 0
-    printed = capsys.readouterr().out
-    summary = json.loads((out / "summary.json").read_text())
+    summary, printed = _search_with_a_cpu_team(monkeypatch, capsys, out, "--timeout", "40s",
+                                               "--trials", "1")
     final = summary["final"]
     together = final["together"]
     assert together["networks"] == 2 and final["trainings"] == 2
     assert final["members"] == [summary["best"]["trial"]]
     (a0, a1), (b0, b1) = together["spans"]
     assert a0 < b1 and b0 < a1  # the two trainings overlapped in time
-    assert "2 networks trained at once (cpu)" in printed
-    net = load_best(out)  # the average, each network with its own seed
-    assert type(net).__name__ == "Ensemble" and len(net.members) == 2
-    states = [m.state_dict() for m in net.members]
-    assert any((x != y).any() for x, y in zip(states[0].values(), states[1].values()))
+    assert "Trained at once: 2 networks (cpu), trial 0 with 2 seeds" in printed
+    _assert_two_seeds_averaged(out)
     assert summary["test"]["model"] == "final" and summary["test"]["accuracy"] > 0.5
     assert summary["wall_seconds"] <= 40 + 10
-    assert not (out / "final-members").exists()  # the final model holds them
 
 
 @pytest.mark.slow
 def test_without_a_budget_a_team_is_not_used_where_starting_it_costs_more_than_it_saves(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     # Digits' finalists train in a few seconds each: a member process's start (imports, data)
     # would cost more than training them one after the other saves.
-    import automl_cnn.runners.search as search
+    summary, _ = _search_with_a_cpu_team(monkeypatch, capsys, tmp_path / "run", "--trials", "2")
+    assert summary["final"] is not None and "together" not in summary["final"]
 
-    monkeypatch.setattr(search, "final_team",
-                        lambda config, workers: WorkerPlan(("cpu", "cpu"), 1))
+
+@pytest.mark.slow
+def test_a_budget_too_short_to_search_trains_other_seeds_beside_its_one_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # On GPU workers, the one baseline a short budget trains shares the card with other
+    # seeds of it, to the same deadline, and the model handed over averages them.
+    import automl_cnn.ladder as ladder
+
+    monkeypatch.setattr(ladder, "MIN_SEARCH_TRAININGS", 10**9)  # never search
+    monkeypatch.setattr(ladder, "MIN_SMALL_SEARCH_TRAININGS", 10**9)
     out = tmp_path / "run"
-    code = main(["search", "--dataset", "digits", "--space", "tiny", "--trials", "2",
-                 "--no-mlflow", "--no-progress", "--out", str(out)])
-    assert code == 0
-    final = json.loads((out / "summary.json").read_text())["final"]
-    assert final is not None and "together" not in final
+    summary, printed = _search_with_a_cpu_team(monkeypatch, capsys, out, "--timeout", "30s")
+    assert summary["ladder"]["whole"] and summary["trials"] == 1  # no search
+    final = summary["final"]
+    assert final["together"]["networks"] == 2 and final["trainings"] == 2
+    ((b0, b1),) = final["together"]["spans"]
+    assert b0 < summary["phases"]["search"]  # it trained while the one trial did
+    assert "No search:" in printed and "Trained at once: 2 networks (cpu)" in printed
+    _assert_two_seeds_averaged(out)
+    assert summary["test"]["model"] == "final" and summary["wall_seconds"] <= 30 + 10

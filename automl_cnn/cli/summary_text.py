@@ -73,9 +73,9 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
     if final and together:
         trials = (f"trial {final['trial']} with {len(final['member_epochs'])} seeds"
                   if len(members) == 1 else "trials " + ", ".join(map(str, members)))
-        print(f"Final fit: {together['networks']} networks trained at once "
-              f"({', '.join(sorted(set(together['devices'])))}), {trials}, each for the whole "
-              f"final phase on {final['train_images']:,} train + validation images "
+        print(f"Trained at once: {together['networks']} networks "
+              f"({', '.join(sorted(set(together['devices'])))}), {trials}, each annealed to "
+              f"the same deadline on {final['train_images']:,} train + validation images "
               f"({', '.join(map(str, final['member_epochs']))} epochs); the final model "
               f"averages them ({final['seconds']:.1f}s of training)", file=out)
     elif final and (final.get("trainings") or 1) > 1:
