@@ -68,7 +68,13 @@ def test_rungs_promote_the_best_and_stop_the_rest(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_budgeted_search_ends_in_time_with_a_final_model(tmp_path: Path) -> None:
+def test_budgeted_search_ends_in_time_with_a_final_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import automl_cnn.ladder as ladder
+
+    # 30 s of digits buys 8-20 full trainings here, by the machine's speed: always search, so
+    # the final fit (not the one trial of a budget too short to search) is what is checked.
+    monkeypatch.setattr(ladder, "MIN_SMALL_SEARCH_TRAININGS", 1)
     out = tmp_path / "run"
     started = time.monotonic()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -81,6 +87,7 @@ def test_budgeted_search_ends_in_time_with_a_final_model(tmp_path: Path) -> None
     # benchmark (benchmarks/bench_budget.py) reports the real walls.
     assert wall <= 30 + 10 + 10, wall
     assert summary["final"] and summary["test"]["model"] == "final"
+    assert not summary["ladder"]["whole"]  # it searched
     assert 0.0 <= summary["test"]["accuracy"] <= 1.0
     assert set(summary["phases"]) == {"startup", "search", "final_fit", "report"}
     # The wall it reports is the command's own, from its start (within the test's overhead).
