@@ -9,7 +9,10 @@ search ran on GPUs with several workers, the final fit trains the ``--ensemble``
 averages (the near-tied finalists, then the winner again with other seeds) in as many
 processes at once, each annealed by the clock over the whole final phase: three networks on
 one GPU each train at 95 % of one alone, where one after the other each had a third of the
-time. On a CPU the networks would only share its cores, so the final fit stays one process.
+time (on the H200, a 60k set at 5 minutes: 81.8 % busy over the whole command, test 0.9913
+against 0.9862 for one network trained for the whole budget). A budget too short to search gets
+the same beside its one trial (:func:`start_whole_team`). On a CPU the networks would only
+share its cores, so the final fit stays one process.
 
 Each member process loads the data, trains on train + validation with
 :func:`automl_cnn.final_fit.fit_final`, and saves its checkpoint and learning curve under
