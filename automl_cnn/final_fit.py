@@ -53,9 +53,25 @@ class FinalPlan:
     epoch_seconds: float | None
     seconds: float | None
 
+    @property
+    def train_seconds(self) -> float:
+        """Seconds its epochs take at ``epoch_seconds`` (0 where that is unknown)."""
+        return self.epochs * (self.epoch_seconds or 0.0)
+
     def to_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "epoch_seconds": self.epoch_seconds,
                 "seconds": self.seconds}
+
+
+def trial_seed(seed: int, number: int, again: int = 0) -> int:
+    """The training seed of trial ``number`` in a search seeded ``seed``; ``again`` > 0: of
+    its ``again``-th further training with another seed (more seeds after a capped fit, a
+    final team).
+
+        >>> trial_seed(0, 4), trial_seed(0, 4, again=1)
+        (4, 7923)
+    """
+    return seed * 100_003 + number + 7_919 * again
 
 
 def plan_final_fit(*, seconds: float | None, epoch_seconds: float | None,
@@ -234,6 +250,6 @@ def final_networks(run_dir: Path) -> tuple[ArchSpec, ...]:
 
 
 __all__ = ["MIN_SEED_SHARE", "FinalPlan", "ensemble_of", "epoch_cap", "epoch_seconds_for",
-           "final_networks", "one_recipe",
+           "final_networks", "one_recipe", "trial_seed",
            "fit_each", "fit_ensemble", "fit_final", "more_trainings", "plan_final_fit",
            "read_final_history", "read_final_networks", "save_final", "tta_views", "with_tta"]

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl_cnn.config import SearchConfig
+from automl_cnn.final_fit import trial_seed
 from automl_cnn.finalists import ensemble_size
 
 from .parallel import WorkerPlan, usable_cores
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 MEMBERS_DIR = "final-members"
 HISTORY = "history.json"
 POLL_SECONDS = 0.25
+#: A trial number in no early study: the seeds of the networks beside a short budget's one trial.
+NOT_A_TRIAL = 104_729
 
 
 def final_team(config: SearchConfig, workers: WorkerPlan) -> WorkerPlan | None:
@@ -92,7 +95,7 @@ def team_networks(finalists: Sequence[TrialRecord], count: int,
     for i in range(count):
         finalist, again = finalists[i % len(finalists)], i // len(finalists)
         out.append((finalist, seed if again == 0
-                    else seed * 100_003 + finalist.number + 7_919 * again))
+                    else trial_seed(seed, finalist.number, again)))
     return out
 
 
@@ -207,7 +210,8 @@ def start_whole_team(config: SearchConfig, space: SearchSpace, data: ImageSplits
         return None
     spec = with_tta(space.sample(optuna.trial.FixedTrial(space.baselines[0].params),
                                  flip_ok=data.flip_ok), config, data.flip_ok)
-    seeds = [config.seed * 100_003 + 104_729 + 7_919 * j for j in range(others)]
+    # The one trial's number is not known yet: seeds apart from any early trial's own.
+    seeds = [trial_seed(config.seed, NOT_A_TRIAL, again=j) for j in range(others)]
     return Together.start(config, [spec] * others, seeds, team.devices[1:],
                           threads=team.threads, deadline=deadline,
                           epochs=[spec.train.epochs] * others, folder=folder)

@@ -29,7 +29,7 @@ from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
 from automl_cnn.final_fit import (FinalPlan, ensemble_of, epoch_cap, epoch_seconds_for,
                                   fit_each, fit_ensemble, more_trainings, plan_final_fit,
-                                  save_final, tta_views, with_tta)
+                                  save_final, trial_seed, tta_views, with_tta)
 from automl_cnn.finalists import ensemble_size, noise_band, pick_finalists
 from automl_cnn.ladder import (MIN_SEARCH_TRAININGS, Ladder, min_search_trainings, plan_ladder,
                                search_pays)
@@ -203,11 +203,11 @@ def final_fit_need(study: optuna.Study, budget: Budget, data: ImageSplits,
                                                   share=share)]
         if not plans or not all(plan.epoch_seconds for plan in plans):
             return None
-        return TEAM_START_S + max(plan.epochs * (plan.epoch_seconds or 0.0) for plan in plans)
+        return team_seconds(plans)
     chosen = final_plans(study, config, data, budget.final_left(), share=share)
     if not chosen or not all(plan.epoch_seconds for _, plan in chosen):
         return None
-    return sum(plan.epochs * (plan.epoch_seconds or 0.0) for _, plan in chosen)
+    return sum(plan.train_seconds for _, plan in chosen)
 
 
 def winner_plan(best: TrialRecord, data: ImageSplits, seconds: float | None, *,
@@ -302,7 +302,7 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
     if len(members) == 1 and best.spec is not None:
         recipe = with_tta(best.spec, config, data.flip_ok)
         more = more_seeds(recipe, fit.seconds, len(fit.history), data, device, config, budget,
-                          scoring, seed=config.seed * 100_003 + best.number, progress=progress)
+                          scoring, number=best.number, progress=progress)
         if more is not None:
             spec, fit = ensemble_of([spec, *more[0]], [fit, *more[1]])
     folder = hand_over(study, data, run_dir, best, spec, fit, tracker)
@@ -358,8 +358,12 @@ def team_pays(study: optuna.Study, config: SearchConfig, data: ImageSplits,
     together = [plan for _, plan in team_plans(study, data, None, team, share=share)]
     if not alone or not together or not all(p.epoch_seconds for p in [*alone, *together]):
         return False
-    return (TEAM_START_S + max(p.epochs * (p.epoch_seconds or 0.0) for p in together)
-            < sum(p.epochs * (p.epoch_seconds or 0.0) for p in alone))
+    return team_seconds(together) < sum(p.train_seconds for p in alone)
+
+
+def team_seconds(plans: Sequence[FinalPlan]) -> float:
+    """Seconds a team training ``plans`` at once takes: a member's start, then the longest."""
+    return TEAM_START_S + max(p.train_seconds for p in plans)
 
 
 def fit_team(study: optuna.Study, config: SearchConfig, data: ImageSplits, device: Device,
@@ -429,14 +433,15 @@ def end_scoring_seconds(plan: SearchPlan, config: SearchConfig, data: ImageSplit
 
 def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSplits,
                device: Device, config: SearchConfig, budget: Budget | None, scoring: float,
-               *, seed: int, progress: bool = True
+               *, number: int, progress: bool = True
                ) -> tuple[list[ArchSpec], list[FitResult]] | None:
     """Further trainings of ``recipe`` on train + validation with other seeds, when its first
     training reached the epoch cap (``epochs``) in ``took`` seconds with time left: as many as
     the final phase's time left buys at :data:`automl_cnn.final_fit.MIN_SEED_SHARE` of the
     first's time each (``scoring``: the seconds each network takes to score the test split),
     at most ``--ensemble`` networks in all, each annealed by the clock over an equal share.
-    ``None`` when the clock ended the first (the budget is spent), or nothing more fits."""
+    ``None`` when the clock ended the first (the budget is spent), or nothing more fits.
+    ``number``: the trial whose recipe it is (the seeds: :func:`trial_seed`)."""
     cap = epoch_cap(recipe.train.epochs)
     if budget is None or not took or epochs < cap:
         return None
@@ -446,7 +451,7 @@ def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSpl
         return None
     log.info("trial's recipe reached its %d-epoch cap in %.0fs; %d more trainings fill the "
              "%.0fs left", cap, took, extra, left)
-    seeds = [seed + 7_919 * (i + 1) for i in range(extra)]
+    seeds = [trial_seed(config.seed, number, again=i + 1) for i in range(extra)]
     more = FinalPlan(cap, took / max(1, epochs), left / extra)
     bar = EpochBar(extra * cap, budget, enabled=progress, desc="more trainings")
     try:
@@ -474,7 +479,7 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
     assert first.spec is not None
     more = more_seeds(first.spec, first.timings.train_seconds, first.epochs_trained, data,
                       device, config, budget, end_scoring_seconds(plan, config, data),
-                      seed=config.seed * 100_003 + first.number, progress=progress)
+                      number=first.number, progress=progress)
     if more is None:
         return None
     return average_with_whole(study, data, device, run_dir, found, *more, tracker=tracker)

@@ -28,7 +28,7 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import ImageSplits
 from automl_cnn.device import Device
 from automl_cnn.evaluation import evaluate, with_val_in_train
-from automl_cnn.final_fit import epoch_cap, tta_views, with_tta
+from automl_cnn.final_fit import epoch_cap, trial_seed, tta_views, with_tta
 from automl_cnn.ladder import Ladder, Rung, promotable
 from automl_cnn.record import (
     Fidelity,
@@ -250,7 +250,7 @@ class TrialRunner:
     def _fit(self, trial: optuna.Trial, record: TrialRecord, rung: Rung,
              callbacks: list[Any]) -> torch.nn.Module:
         assert record.spec is not None
-        seed = self.config.seed * 100_003 + trial.number
+        seed = trial_seed(self.config.seed, trial.number)
         data = self.rung_data[rung.index]
         if not self.ladder.whole:
             return fit_spec(record.spec, data, self.device, callbacks=callbacks,
