@@ -25,6 +25,7 @@ from automl_cnn.callbacks import (Deadline, EpochEnd, StopCheck,
 from automl_cnn.device import Device
 from automl_cnn.evaluation import evaluate, evaluate_checkpoint, scoring_batch, with_val_in_train
 from automl_cnn.recipes import optimizer_for, schedule_for
+from automl_cnn.timeline import mark
 
 if TYPE_CHECKING:
     from automl_cnn.data import ImageSplits
@@ -71,6 +72,15 @@ class Chunks:
                 group = []
         if group:
             yield group
+
+
+_stepped = False  # whether this process has trained a step (the timeline marks its first)
+
+
+def _first_step() -> None:
+    global _stepped
+    _stepped = True
+    mark("first training step")
 
 
 class CNNModule(L.LightningModule):
@@ -122,6 +132,8 @@ class CNNModule(L.LightningModule):
         own per-step work (hooks, callbacks, loop bookkeeping) is then paid once per chunk.
         ``manual_backward`` and the wrapped optimiser keep the precision plugin's handling.
         """
+        if not _stepped:
+            _first_step()
         steps = [batch] if isinstance(batch[0], torch.Tensor) else batch
         opt, sched = self.optimizers(), self.lr_schedulers()
         smoothing = self.train_spec.label_smoothing

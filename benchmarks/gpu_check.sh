@@ -7,6 +7,10 @@
 #                                          # GPU, 2 min more), digits, the CUDA-only tests
 #   PART=b bash benchmarks/gpu_check.sh    # ~6 min: the 60k set's budget with --jobs 1 (no
 #                                          # search: the first baseline alone)
+#   PART=p bash benchmarks/gpu_check.sh    # ~6 min: where a short command's time goes (timelines
+#                                          # of digits), the CUDA tests, a too-short 60k budget
+#   PART=q bash benchmarks/gpu_check.sh    # ~5 min: digits' timeline; the 60k set at 120 s,
+#                                          # --jobs 8 against --jobs 1
 #   CPU_SMOKE=1 OUT=/tmp/gc PART=a bash benchmarks/gpu_check.sh   # here: tiny, CPU, no wheels
 #
 # Every step runs under its own `timeout` (capped by what is left of BUDGET seconds) and writes
@@ -97,7 +101,7 @@ else
 fi
 
 # -- a 60,000-image 28x28 grey set in IDX format (the clutter generator, 10 classes), here ----
-[ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
+[ "$PART" = p ] || [ "$PART" = q ] || [ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
   step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
 
 if [ "$PART" = a ]; then
@@ -125,6 +129,36 @@ if [ "$PART" = a ]; then
   step memory_probe 30 $PY "$B/probe_train_memory.py"
   step memory_probe_no_cublas_ws 30 env CUBLAS_WORKSPACE_CONFIG=:0:0 \
       $PY "$B/probe_train_memory.py"
+elif [ "$PART" = p ]; then
+  # -- P. where a short command's time goes (issue 11's digits <= 15 s): the imports and CUDA's
+  #       start in fresh processes, then digits' `--trials 100` with --jobs auto and --jobs 1,
+  #       each process's marks (automl_cnn/timeline.py); the CUDA-only tests; the final team
+  #       of a budget too short to search (the 60k set at 120 s, --jobs 8) -------------------
+  step timeline_digits_auto 90 $PY "$B/bench_timeline.py" --imports --json \
+      "$RES/timeline_digits_auto.json" -- "${DIGITS[@]}" --no-mlflow
+  step timeline_digits_jobs1 75 $PY "$B/bench_timeline.py" --json \
+      "$RES/timeline_digits_jobs1.json" -- "${DIGITS[@]}" --no-mlflow --jobs 1
+  $PY -c "import pynvml; print('pynvml', pynvml.__file__)" > "$RES/pynvml.txt" 2>&1
+  step cuda_tests 40 $PY -m pytest -q -s -p no:cacheprovider -k cuda \
+      "$REPO/tests/test_constraints_units.py"
+  [ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
+    step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
+  step set60k_short_team 150 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
+      $([ "$SMOKE" = 1 ] && echo "--seconds 30 --space tiny --device cpu" || \
+        echo "--seconds 120") --as-user --jobs "$JOBS_MANY" --json "$RES/set60k_short_team.json"
+elif [ "$PART" = q ]; then
+  # -- Q. the processes started warm: digits' timeline again, then the 60k set at 120 s (too
+  #       short to search) with --jobs 8 (the one trial beside its team) and --jobs 1 (the
+  #       person's recipe alone), side by side -------------------------------------------
+  step timeline_digits_auto 90 $PY "$B/bench_timeline.py" --json \
+      "$RES/timeline_digits_auto.json" -- "${DIGITS[@]}" --no-mlflow
+  [ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
+    step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
+  for J in "$JOBS_MANY" 1; do
+    step "set60k_short_jobs$J" 140 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
+        $([ "$SMOKE" = 1 ] && echo "--seconds 30 --space tiny --device cpu" || \
+          echo "--seconds 120") --as-user --jobs "$J" --json "$RES/set60k_short_jobs$J.json"
+  done
 else
   # -- 5. the same budget with --jobs 1: too short to search, the first baseline trains alone -
   step set60k_jobs1 330 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
 import queue as queue_mod
 import shutil
@@ -40,6 +39,8 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.final_fit import trial_seed
 from automl_cnn.finalists import ensemble_size
 
+from automl_cnn.timeline import mark
+
 from .parallel import WorkerPlan, usable_cores
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from automl_cnn.tracking import Tracker
     from automl_cnn.record import TrialRecord
     from automl_cnn.training import FitResult
+
+    from .warm import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +105,13 @@ def team_networks(finalists: Sequence[TrialRecord], count: int,
 def fit_together(config: SearchConfig, specs: Sequence[ArchSpec], seeds: Sequence[int],
                  team: WorkerPlan, *, deadline: float | None, epochs: Sequence[int],
                  folder: Path, device: str = "cpu",
-                 on_epoch: Callable[[dict[str, float]], None] | None = None
+                 on_epoch: Callable[[dict[str, float]], None] | None = None,
+                 pool: WarmPool | None = None
                  ) -> tuple[list[ArchSpec], list[FitResult], list[tuple[float, float]]]:
     """Train ``specs[i]`` with ``seeds[i]`` on train + validation in process ``i`` on
     ``team.devices[i]``, all at once, and wait for them (:class:`Together`)."""
     return Together.start(config, specs, seeds, team.devices, threads=team.threads,
-                          deadline=deadline, epochs=epochs, folder=folder
+                          deadline=deadline, epochs=epochs, folder=folder, pool=pool
                           ).wait(device=device, on_epoch=on_epoch)
 
 
@@ -124,19 +128,24 @@ class Together:
     @classmethod
     def start(cls, config: SearchConfig, specs: Sequence[ArchSpec], seeds: Sequence[int],
               devices: Sequence[str], *, threads: int, deadline: float | None,
-              epochs: Sequence[int], folder: Path) -> Together:
+              epochs: Sequence[int], folder: Path, pool: WarmPool | None = None) -> Together:
         """Start ``specs[i]``'s training with ``seeds[i]`` on train + validation in a process
         on ``devices[i]``: annealed by the clock to ``deadline`` (a ``time.time()`` reading)
-        at most to its epoch cap, or without one for ``epochs[i]``."""
-        ctx = mp.get_context("spawn")
-        rows: Any = ctx.Queue()
-        procs = [ctx.Process(target=member_main, name=f"automl-cnn-final-{i}", daemon=False,
-                             args=(config.to_dict(), spec.to_dict(), seed, dev, threads,
-                                   deadline, n, str(folder / str(i)), rows))
+        at most to its epoch cap, or without one for ``epochs[i]``. The processes are
+        ``pool``'s waiting ones first (:mod:`~automl_cnn.runners.warm`), then spawned ones."""
+        from .warm import ROWS, WarmPool
+
+        own = pool is None
+        pool = WarmPool(config, 0) if pool is None else pool
+        mark(f"command: starting {len(specs)} final networks "
+             f"({min(len(specs), pool.waiting)} warm)")
+        procs = [pool.launch(member_main, (config.to_dict(), spec.to_dict(), seed, dev, threads,
+                                           deadline, n, str(folder / str(i)), ROWS),
+                             name=f"automl-cnn-final-{i}")
                  for i, (spec, seed, dev, n) in enumerate(zip(specs, seeds, devices, epochs))]
-        for proc in procs:
-            proc.start()
-        return cls(procs, folder, rows, devices)
+        if own:
+            pool.close()
+        return cls(procs, folder, pool.rows, devices)
 
     def wait(self, *, device: str = "cpu",
              on_epoch: Callable[[dict[str, float]], None] | None = None
@@ -191,7 +200,7 @@ class Together:
 
 def start_whole_team(config: SearchConfig, space: SearchSpace, data: ImageSplits,
                      team: WorkerPlan, *, deadline: float, scoring: float,
-                     folder: Path) -> Together | None:
+                     folder: Path, pool: WarmPool | None = None) -> Together | None:
     """A budget too short to search trains its one baseline in this process; with a ``team``
     the ``team.count - 1`` other networks train the same recipe with other seeds at the same
     time, on ``team.devices[1:]``, to the same ``deadline`` less the time to score them
@@ -214,7 +223,7 @@ def start_whole_team(config: SearchConfig, space: SearchSpace, data: ImageSplits
     seeds = [trial_seed(config.seed, NOT_A_TRIAL, again=j) for j in range(others)]
     return Together.start(config, [spec] * others, seeds, team.devices[1:],
                           threads=team.threads, deadline=deadline,
-                          epochs=[spec.train.epochs] * others, folder=folder)
+                          epochs=[spec.train.epochs] * others, folder=folder, pool=pool)
 
 
 def finish_whole_team(together: Together, study: optuna.Study, config: SearchConfig,
@@ -270,17 +279,17 @@ def member_main(config_dict: dict[str, Any], spec_dict: dict[str, Any], seed: in
     from automl_cnn.atomic import write_text_atomic
     from automl_cnn.callbacks import StopCheck
     from automl_cnn.checkpoint import CheckpointMeta, save_checkpoint
-    from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
     from automl_cnn.final_fit import FinalPlan, fit_final
     from automl_cnn.training import silence_lightning
+
+    from .warm import load_data
 
     torch.set_num_threads(threads)
     silence_lightning()
     config = SearchConfig.from_dict(config_dict)
     device = resolve_device(device_name)
-    data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
-                        train_subset=config.train_subset).to(device.torch_device)
+    data = load_data(config).to(device.torch_device)  # loaded already in a warm process
     spec = ArchSpec.from_dict(spec_dict)
     parent = os.getppid()
     began = time.time()

@@ -15,17 +15,20 @@ workers end.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl_cnn.config import SearchConfig
-from automl_cnn.device import Device
 from automl_cnn.errors import UserError
+from automl_cnn.timeline import mark
+
+if TYPE_CHECKING:  # torch stays unimported until a worker is planned (runners/warm.py)
+    from automl_cnn.device import Device
+    from .warm import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +197,8 @@ def plan_workers(config: SearchConfig, device: Device) -> WorkerPlan:
 
 def run_workers(config: SearchConfig, plan: WorkerPlan, *, stop: Any,
                 on_poll: Any = None, ladder: Any = None,
-                images_per_second: float | None = None) -> list[int]:
+                images_per_second: float | None = None,
+                pool: WarmPool | None = None) -> list[int]:
     """Run the study's trials in ``plan.count`` workers; return their exit codes.
 
     ``ladder`` (a :class:`~automl_cnn.ladder.Ladder`, the parent's plan) is climbed by every
@@ -203,17 +207,23 @@ def run_workers(config: SearchConfig, plan: WorkerPlan, *, stop: Any,
     ``stop`` is the parent's :class:`~automl_cnn.runners.trial.StopFlag` (set by its signal
     handler); ``on_poll()`` is called a few times a second (the progress bar). A second Ctrl-C
     (KeyboardInterrupt) still waits for the workers, which stop within one batch.
+
+    ``pool`` (:class:`~automl_cnn.runners.warm.WarmPool`): its waiting processes become the
+    first workers; the rest are spawned now.
     """
-    ctx = mp.get_context("spawn")
-    stop_code = ctx.Value("i", 0)
+    from .warm import STOP_CODE, WarmPool
+
+    own = pool is None
+    pool = WarmPool(config, 0) if pool is None else pool
+    stop_code = pool.stop_code
     deadline = time.time() + config.timeout if config.timeout else None
     climb = (ladder.to_dict() if ladder is not None else None, images_per_second)
-    procs = [ctx.Process(target=worker_main, name=f"automl-cnn-worker-{i}", daemon=False,
-                         args=(config.to_dict(), i, dev, plan.threads, stop_code, deadline,
-                               climb))
+    mark(f"command: starting {plan.count} workers ({min(plan.count, pool.waiting)} warm)")
+    procs = [pool.launch(worker_main, (config.to_dict(), i, dev, plan.threads, STOP_CODE,
+                                       deadline, climb), name=f"automl-cnn-worker-{i}")
              for i, dev in enumerate(plan.devices)]
-    for proc in procs:
-        proc.start()
+    if own:
+        pool.close()
     try:
         while any(p.is_alive() for p in procs):
             if stop and not stop_code.value:
@@ -254,6 +264,7 @@ def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threa
     (:func:`~automl_cnn.runners.slots.run_until_target`, exact under the storage lock)."""
     os.setpgrp()  # a terminal's Ctrl-C goes to the parent, which tells us through stop_code
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mark(f"worker {index}: started")
     import torch
 
     from .slots import read_target, run_until_target
@@ -265,6 +276,7 @@ def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threa
     stop = _SharedStop(stop_code)
     signal.signal(signal.SIGTERM, lambda *_: stop.set("SIGTERM"))
     runner, study, tracker = _worker_setup(config, stop, climb)
+    mark(f"worker {index}: ready")
     runner.deadline = deadline  # a trial training at the search phase's end stops there
     status = "FINISHED"
     try:
@@ -283,7 +295,6 @@ def _worker_setup(config: SearchConfig, stop: Any,
                   climb: tuple[dict[str, Any] | None, float | None]) -> tuple[Any, Any, Any]:
     import optuna
 
-    from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
     from automl_cnn.ladder import Ladder
     from automl_cnn.search_spaces import load_space
@@ -292,12 +303,14 @@ def _worker_setup(config: SearchConfig, stop: Any,
 
     from .study import open_study
     from .trial import TrialRunner
+    from .warm import load_data
 
+    mark("worker: imported")
     silence_lightning()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space, device = load_space(config.space), resolve_device(config.device)
-    data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
-                        train_subset=config.train_subset).to(device.torch_device)
+    data = load_data(config).to(device.torch_device)  # loaded already in a warm process
+    mark("worker: data on the device")
     study = open_study(config, space, create=False)  # a sampler seeded per worker (PID)
     tracker = make_tracker(config)
     tracker.start_search(config, settings={})  # attaches to the parent's run

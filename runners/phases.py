@@ -43,6 +43,7 @@ from automl_cnn.training import FitResult
 from .climb import measure_speed, scoring_seconds
 from .parallel import WorkerPlan
 from .progress import EpochBar
+from .warm import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -266,20 +267,21 @@ def final_plans(study: optuna.Study, config: SearchConfig, data: ImageSplits,
 def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
                   device: Device, run_dir: Path, budget: Budget | None, *,
                   progress: bool = True, tracker: Tracker | None = None, share: float = 1.0,
-                  scoring: float = 0.0, team: WorkerPlan | None = None
-                  ) -> dict[str, Any] | None:
+                  scoring: float = 0.0, team: WorkerPlan | None = None,
+                  pool: WarmPool | None = None) -> dict[str, Any] | None:
     """Fit the winner (or the near-tied finalists, averaged) on train + validation; ``None``
     when there is no winner or no time (``share``: see :func:`winner_plan`). A single winner
     that reaches its epoch cap with time left is trained again with other seeds
     (:func:`more_seeds`; ``scoring``: the seconds each network takes to score the test
     split), and the model handed over averages them. With a ``team``
     (:func:`~automl_cnn.runners.final_team.final_team`), its networks train at once instead
-    (:func:`fit_team`)."""
+    (:func:`fit_team`), in ``pool``'s waiting processes where it has them."""
     seconds = budget.final_left() if budget is not None else None
     if team is not None and config.fits_final and team_pays(study, config, data, seconds, team,
                                                             share=share):
         return fit_team(study, config, data, device, run_dir, seconds, team, budget=budget,
-                        progress=progress, tracker=tracker, share=share, scoring=scoring)
+                        progress=progress, tracker=tracker, share=share, scoring=scoring,
+                        pool=pool)
     chosen = (final_plans(study, config, data, seconds, share=share) if config.fits_final
               else [])
     if not chosen:
@@ -369,7 +371,8 @@ def team_seconds(plans: Sequence[FinalPlan]) -> float:
 def fit_team(study: optuna.Study, config: SearchConfig, data: ImageSplits, device: Device,
              run_dir: Path, seconds: float | None, team: WorkerPlan, *,
              budget: Budget | None, progress: bool, tracker: Tracker | None,
-             share: float, scoring: float) -> dict[str, Any] | None:
+             share: float, scoring: float,
+             pool: WarmPool | None = None) -> dict[str, Any] | None:
     """The final fit as ``team.count`` networks trained at once
     (:mod:`automl_cnn.runners.final_team`): the finalists, then the winner again with other
     seeds, each over all of ``seconds`` (less the test scoring of the networks beyond the
@@ -395,7 +398,7 @@ def fit_team(study: optuna.Study, config: SearchConfig, data: ImageSplits, devic
             config, [with_tta(f.spec, config, data.flip_ok) for f, _ in networks if f.spec],
             [s for _, s in networks], team, deadline=deadline, device=device.torch_device,
             epochs=[plans[f.number].epochs for f, _ in networks],
-            folder=members_dir, on_epoch=bar.update)
+            folder=members_dir, on_epoch=bar.update, pool=pool)
     except RuntimeError as exc:
         log.error("%s: no final model; the search's best is tested", exc)
         return None

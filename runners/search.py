@@ -29,6 +29,7 @@ from automl_cnn.results import ranked_trials, summarize
 from automl_cnn.rundir import RunDir
 from automl_cnn.search_spaces import SearchSpace, load_space
 from automl_cnn.storage import study_exists
+from automl_cnn.timeline import mark
 from automl_cnn.tracking import Tracker, make_tracker
 from automl_cnn.training import evaluate_checkpoint, silence_lightning
 
@@ -45,6 +46,7 @@ from .study import open_study, search_storage
 from .target import fitted_baselines, latency_target
 from .signals import StopFlag, TrialFailed, is_interruption, stop_on_signals, stopping
 from .trial import TrialRunner
+from .warm import WarmPool
 
 log = logging.getLogger(__name__)
 STUDY_IDENTITY = ("dataset", "space", "objectives", "image_size", "train_subset")
@@ -163,22 +165,36 @@ def with_recorded_storage(config: SearchConfig, *, resume: bool) -> SearchConfig
 def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False,
                progress: bool = True, tracker: Tracker | None = None,
                on_ready: Callable[[SearchConfig], None] | None = None,
-               started: float | None = None) -> SearchOutcome:
+               started: float | None = None, pool: WarmPool | None = None) -> SearchOutcome:
     """Run ``config.trials`` more trials (or until ``config.timeout``), fit the winner on
     train + validation, and summarise. ``config.timeout`` bounds all of it, from ``started``
-    (a ``time.monotonic()`` reading; default: now).
+    (a ``time.monotonic()`` reading; default: now). ``pool``: processes started warm for the
+    workers (:mod:`~automl_cnn.runners.warm`; the CLI starts them before its imports); it is
+    closed here, once the search and the final fit have taken what they need.
 
     Example:
         >>> outcome = run_search(SearchConfig(trials=3, space="tiny", out="runs/demo"))
         >>> outcome.summary["best"]["value"] > 0.5
         True
     """
+    pool = pool if pool is not None else WarmPool(config, 0)
+    try:
+        return _run_search(config, resume=resume, join=join, progress=progress,
+                           tracker=tracker, on_ready=on_ready, started=started, pool=pool)
+    finally:
+        pool.close()  # the processes still waiting: nothing was handed to them
+
+
+def _run_search(config: SearchConfig, *, resume: bool, join: bool, progress: bool,
+                tracker: Tracker | None, on_ready: Callable[[SearchConfig], None] | None,
+                started: float | None, pool: WarmPool) -> SearchOutcome:
     silence_lightning()
     budget = None if config.timeout is None else Budget.start(
         config.timeout, final_share=config.final_share if config.fits_final else 0.0,
         started=started)
     config = with_recorded_storage(config, resume=resume or join)
     space, data, device = prepare(config, resume=resume, join=join)
+    mark("command: data loaded")
     # Before the study or any file exists: an unreachable tracking server fails here.
     tracker = tracker or make_tracker(config)
     run_dir = config.run_dir
@@ -188,7 +204,9 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     if on_ready:
         on_ready(config)
     stop = StopFlag()
+    mark("command: study ready")
     data = data.to(device.torch_device)  # once: trials and the final test batch from here
+    mark("command: data on the device")
     began = time.perf_counter()
     startup = time.monotonic() - started if started is not None else 0.0  # imports, data, study
     budget = budget.after_startup() if budget else None  # a slow start means a slow end
@@ -196,6 +214,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     # look busy and get fewer workers than the plan was sized for.
     workers = plan_workers(config, device)
     plan = plan_search(config, space, data, device, budget, speedup=workers.speedup)
+    mark(f"command: planned ({workers.count} workers)")
     scoring = end_scoring_seconds(plan, config, data)  # each network scores the test split
     if budget is not None:  # the end scores the test split: keep its time (flips: twice)
         budget = budget.reserving(scoring)
@@ -205,6 +224,10 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
     budget, searching, target, enough = for_plan(plan, budget, config, study)
     if searching.jobs != config.jobs:  # too short to search: one trial, in this process
         workers = plan_workers(searching, device)
+    if team is not None and budget is not None and not plan.ladder.whole:
+        pool.reserve(workers.count + team.count)  # the team's processes get ready meanwhile
+    elif workers.count < 2 and not (plan.ladder.whole and team is not None):
+        pool.close()  # one process trains: the waiting processes have nothing to do
     config = searching
     plan = replace(plan, share=workers.share)
     each = plan.images_per_second and plan.images_per_second * plan.share  # workers share
@@ -218,11 +241,12 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
             runner.deadline = None if budget is None else time.time() + budget.search_left()
             if plan.ladder.whole and team is not None and runner.deadline is not None:
                 beside = start_whole_team(config, space, data, team, deadline=runner.deadline,
-                                          scoring=scoring,
+                                          scoring=scoring, pool=pool,
                                           folder=RunDir(run_dir).path / MEMBERS_DIR)
+                pool.close()  # the one trial trains here: no other process has work
             bar = search_bar(plan, config, budget, runner, enabled=progress)
             interrupted = _search_phase(config, study, runner, workers, stop, bar, budget,
-                                        tracker, target, enough)
+                                        tracker, target, enough, pool)
             if interrupted:
                 break
         searched_all = not interrupted
@@ -230,6 +254,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
         if beside is not None and not searched_all:  # Ctrl-C, SIGTERM or an error
             beside.cancel()
     searched = time.perf_counter()
+    mark("command: search ended")
     if interrupted:
         final = None
     elif beside is not None:  # the one trial and the networks trained beside it
@@ -240,7 +265,9 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
                                    progress=progress, tracker=tracker)
     else:
         final = run_final_fit(study, config, data, device, run_dir, budget, progress=progress,
-                              tracker=tracker, share=plan.share, scoring=scoring, team=team)
+                              tracker=tracker, share=plan.share, scoring=scoring, team=team,
+                              pool=pool)
+    mark("command: final fit ended")
     phases = {"startup": round(startup, 3), "search": round(searched - began, 3),
               "final_fit": round(time.perf_counter() - searched, 3)}
     with stopping(interrupted):  # a second Ctrl-C must not cost the summary
@@ -252,7 +279,8 @@ def run_search(config: SearchConfig, *, resume: bool = False, join: bool = False
 
 def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner,
                   workers: Any, stop: StopFlag, bar: Any, budget: Budget | None,
-                  tracker: Tracker, target: int | None, enough: Callable[[], bool]) -> bool:
+                  tracker: Tracker, target: int | None, enough: Callable[[], bool],
+                  pool: WarmPool | None = None) -> bool:
     """Run trials until the study's target, the search deadline or a stop (in this process,
     or in ``--jobs`` worker processes); returns whether Ctrl-C / SIGTERM stopped it."""
     interrupted = False
@@ -263,7 +291,8 @@ def _search_phase(config: SearchConfig, study: optuna.Study, runner: TrialRunner
                     timeout=budget.search_left())  # workers stop at the search deadline
                 tracker.ready()  # the parent run exists before the workers attach to it
                 run_workers(searching, workers, stop=stop, on_poll=poll_progress(study, bar),
-                            ladder=runner.ladder, images_per_second=runner.images_per_second)
+                            ladder=runner.ladder, images_per_second=runner.images_per_second,
+                            pool=pool)
             else:
                 run_until_target(
                     study, runner, lock=lambda: storage_lock(config.storage_url, study._storage),
@@ -322,6 +351,7 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
     summary["phases"] = {**phases, "report": round(time.perf_counter() - began, 3)}
     summary["wall_seconds"] = round(sum(summary["phases"].values()), 3)
     write_text_atomic(rundir.summary, json.dumps(summary, indent=2, default=str))
+    mark("command: report written")
     return summary
 
 

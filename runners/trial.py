@@ -42,6 +42,7 @@ from automl_cnn.record import (
 )
 from automl_cnn.search_spaces import SearchSpace
 from automl_cnn.shapes import InfeasibleArchitecture, LayerPlan, plan_layers
+from automl_cnn.timeline import mark
 from automl_cnn.tracking import Tracker
 from automl_cnn.training import EpochEnd, StopCheck, fit_spec
 
@@ -107,6 +108,7 @@ class TrialRunner:
         if self.stop:
             raise SearchInterrupted(self.stop.reason)
         started = time.perf_counter()
+        mark(f"trial {trial.number}: started")
         spec = self.space.sample(trial, flip_ok=self.data.flip_ok)
         record = TrialRecord(number=trial.number, outcome=Outcome.RUNNING,
                              hyperparameters=dict(trial.params), spec=spec,
@@ -142,6 +144,7 @@ class TrialRunner:
         record = record.replace(timings=Timings(record.timings.train_seconds, total))
         write_record(trial, record)
         self.tracker.end_trial(record)
+        mark(f"trial {trial.number}: {record.outcome.value}")
 
     def _train(self, trial: optuna.Trial, record: TrialRecord, plan: LayerPlan,
                started: float) -> list[float]:

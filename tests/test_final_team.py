@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +103,30 @@ def test_a_budget_too_short_to_search_trains_other_seeds_beside_its_one_trial(
         capsys: pytest.CaptureFixture[str]) -> None:
     # On GPU workers, the one baseline a short budget trains shares the card with other
     # seeds of it, to the same deadline, and the model handed over averages them.
+    import automl_cnn.final_fit as final_fit
     import automl_cnn.ladder as ladder
 
     monkeypatch.setattr(ladder, "MIN_SEARCH_TRAININGS", 10**9)  # never search
     monkeypatch.setattr(ladder, "MIN_SMALL_SEARCH_TRAININGS", 10**9)
-    out = tmp_path / "run"
-    summary, printed = _search_with_a_cpu_team(monkeypatch, capsys, out, "--timeout", "30s")
+    # No epoch cap for the one trial: it trains to the deadline, as a real dataset's does
+    # (digits' cap comes in 3 s on a fast machine, before the other process has started).
+    monkeypatch.setattr(final_fit, "MAX_EPOCH_FACTOR", 1000)
+    monkeypatch.setattr(final_fit, "MAX_EPOCHS", 1000)
+    out, marks = tmp_path / "run", tmp_path / "timeline.txt"
+    monkeypatch.setenv("AUTOML_CNN_TIMELINE", str(marks))
+    # --jobs 2: the command starts two processes warm; the one trial trains in this one
+    summary, printed = _search_with_a_cpu_team(monkeypatch, capsys, out, "--timeout", "30s",
+                                               "--jobs", "2")
     assert summary["ladder"]["whole"] and summary["trials"] == 1  # no search
     final = summary["final"]
     assert final["together"]["networks"] == 2 and final["trainings"] == 2
     ((b0, b1),) = final["together"]["spans"]
     assert b0 < summary["phases"]["search"]  # it trained while the one trial did
+    rows = [line.split(" ", 2) for line in marks.read_text().splitlines()]
+    warm = {pid for _, pid, event in rows if event.startswith("warm ") and "started" in event}
+    trained = {pid for _, pid, event in rows if event == "first training step"}
+    assert len(warm) == 2 and len(trained - {str(os.getpid())}) == 1
+    assert trained - {str(os.getpid())} <= warm  # the other network: a process started warm
     assert "No search:" in printed and "Trained at once: 2 networks (cpu)" in printed
     _assert_two_seeds_averaged(out)
     assert summary["test"]["model"] == "final" and summary["wall_seconds"] <= 30 + 10

@@ -163,18 +163,29 @@ def _jobs(text: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from automl_cnn.timeline import mark
+
     started = time.monotonic()  # the budget covers the heavy imports below too
+    mark("command: arguments parsed")
     config = config_from_args(args)
     config.check()  # fail on flags before the heavy imports below
-    import optuna
+    from automl_cnn.runners.warm import WarmPool
 
-    from automl_cnn.runners.search import run_search
+    # The workers start now, importing torch and Lightning while this process does.
+    pool = WarmPool.for_command(config)
+    try:
+        import optuna
 
+        from automl_cnn.runners.search import run_search
+
+        mark("command: search imported")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
+        outcome = run_search(config, resume=args.resume, join=args.join,
+                             progress=not args.no_progress, started=started, pool=pool)
+    finally:
+        pool.close()
     from .summary_text import print_summary
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
-    outcome = run_search(config, resume=args.resume, join=args.join,
-                         progress=not args.no_progress, started=started)
     print_summary(outcome.summary)
     if config.mlflow:
         from automl_cnn.redact import without_password
