@@ -50,6 +50,8 @@ from .warm import WarmPool
 
 log = logging.getLogger(__name__)
 STUDY_IDENTITY = ("dataset", "space", "objectives", "image_size", "train_subset")
+#: Trials queued after the baselines, each near the first baseline (SearchSpace.neighbours).
+NEIGHBOURS = 8
 
 
 @dataclass
@@ -129,7 +131,7 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
             check_join(read_study_info(study).identity, identity, study=name,
                        where=shown)
         else:
-            _describe_new_study(study, space, data, identity)
+            _describe_new_study(study, space, data, identity, config)
             for name_, params in fitted_baselines(config, space, data):  # narrowed to limits
                 enqueue_baseline(study, params, name_)
         mode = "join" if join else "resume" if exists else "create"
@@ -138,10 +140,15 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
 
 
 def _describe_new_study(study: optuna.Study, space: SearchSpace, data: ImageSplits,
-                        identity: dict[str, Any]) -> None:
+                        identity: dict[str, Any], config: SearchConfig) -> None:
     write_study_info(study, dataset=DatasetInfo.of(data), identity=identity)
     for baseline in space.baselines:  # start from known-good recipes, then improve
         enqueue_baseline(study, baseline.params, baseline.name)
+    # ... near the first of them before anywhere else (SearchSpace.neighbours)
+    count = NEIGHBOURS if config.trials is None else min(
+        NEIGHBOURS, config.trials - len(space.baselines))
+    for params in space.neighbours(count, seed=config.seed):
+        study.enqueue_trial(params)
 
 
 def with_recorded_storage(config: SearchConfig, *, resume: bool) -> SearchConfig:

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,12 @@ class Param:
     step: float | None = None
     is_int: bool = False
 
+    @property
+    def tunable(self) -> bool:
+        """Whether the sampler chooses this setting (a fixed value is not a choice)."""
+        return (self.choices is not None and len(self.choices) > 1) or (
+            self.low is not None and self.high is not None and self.high > self.low)
+
     def suggest(self, trial: Any, name: str | None = None) -> Any:
         name = name or self.name
         if self.choices is not None:
@@ -119,6 +126,10 @@ class Param:
         if self.choices is not None:
             return max(self.choices)
         return self.value if self.low is None else self.high
+
+
+#: The most kinds of parameter one neighbour of the first baseline leaves to the sampler.
+NEIGHBOUR_KINDS = 3
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,41 @@ class SearchSpace:
             flip=bool(self.p("augment.flip").suggest(trial)) if flip_ok else False,
         )
         return ArchSpec(blocks=blocks, head=head, train=train)
+
+    def neighbours(self, count: int, *, seed: int) -> list[dict[str, Any]]:
+        """``count`` partial trials around the first baseline: each keeps its parameters but
+        those of a few kinds (every block's filters, say, and the learning rate), which the
+        sampler draws. The kinds the baseline sets are shuffled with ``seed`` and dealt out,
+        up to :data:`NEIGHBOUR_KINDS` to a trial, so the neighbours together vary each kind
+        once where they can.
+
+        Most of a wide space's corners do not learn in a short training (on clutter, 13 random
+        draws of the default space scored 0.04-0.21 validation accuracy at 12 epochs, where
+        the first baseline scored 0.72; README, *Where the lottery comes from*): a search with
+        a budget of a few dozen trials finds its better networks near the recipes that work.
+
+        Example:
+            >>> space = load_space("default")
+            >>> first = space.neighbours(2, seed=0)[0]
+            >>> 0 < len(space.baselines[0].params) - len(first) <= 4 * NEIGHBOUR_KINDS
+            True
+        """
+        import random
+
+        if not self.baselines or count < 1:
+            return []
+        base = self.baselines[0].params
+
+        def kind(name: str) -> str:
+            return re.sub(r"^block\d+\.", "block.", re.sub(r"^head\.width\d+$", "head.width",
+                                                         name))
+
+        kinds = sorted({kind(k) for k in base
+                        if self.params.get(kind(k)) is not None and self.params[kind(k)].tunable})
+        random.Random(seed).shuffle(kinds)
+        per = min(NEIGHBOUR_KINDS, max(1, -(-len(kinds) // count)))
+        dealt = [set(kinds[i * per:(i + 1) * per]) for i in range(count)]
+        return [{k: v for k, v in base.items() if kind(k) not in left} for left in dealt if left]
 
     def _sample_block(self, trial: Any, i: int) -> ConvBlock:
         def s(key: str) -> Any:
