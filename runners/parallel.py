@@ -162,16 +162,25 @@ def auto_jobs(device: Device) -> int:
     cores.
     """
     if device.accelerator != "gpu":
-        return max(1, usable_cores() // CORES_PER_CPU_WORKER)
+        return jobs_for([])
     import torch
 
-    total, gpus = 0, _gpu_indices(device)
-    for index in gpus:
+    per_gpu = []
+    for index in _gpu_indices(device):
         free, _ = torch.cuda.mem_get_info(index)
         fit = int(free / 2**30 // GIB_PER_GPU_WORKER)
         busy = gpu_busy_percent(index) > BUSY_PERCENT
-        total += max(1, min(MAX_PER_GPU, fit, 1 if busy else MAX_PER_GPU))
-    return max(len(gpus), min(total, usable_cores() // CORES_PER_GPU_WORKER))
+        per_gpu.append(max(1, min(MAX_PER_GPU, fit, 1 if busy else MAX_PER_GPU)))
+    return jobs_for(per_gpu)
+
+
+def jobs_for(per_gpu: list[int]) -> int:
+    """Workers for GPUs that can take ``per_gpu[i]`` each (none: a CPU, one worker per
+    :data:`CORES_PER_CPU_WORKER` cores): their sum, at most one per
+    :data:`CORES_PER_GPU_WORKER` cores, never fewer than one per GPU."""
+    if not per_gpu:
+        return max(1, usable_cores() // CORES_PER_CPU_WORKER)
+    return max(len(per_gpu), min(sum(per_gpu), usable_cores() // CORES_PER_GPU_WORKER))
 
 
 def _gpu_indices(device: Device) -> list[int]:
@@ -345,5 +354,5 @@ class _SharedStop:
         return bool(self._own) or bool(self._code.value) or os.getppid() != self._parent
 
 
-__all__ = ["WorkerPlan", "auto_jobs", "gpu_sharing", "plan_workers", "run_workers",
+__all__ = ["WorkerPlan", "auto_jobs", "gpu_sharing", "jobs_for", "plan_workers", "run_workers",
            "sharing_table", "worker_main"]

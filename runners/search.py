@@ -131,22 +131,28 @@ def open_or_create(config: SearchConfig, space: SearchSpace, data: ImageSplits, 
             check_join(read_study_info(study).identity, identity, study=name,
                        where=shown)
         else:
-            _describe_new_study(study, space, data, identity, config)
+            _describe_new_study(study, space, data, identity)
             for name_, params in fitted_baselines(config, space, data):  # narrowed to limits
                 enqueue_baseline(study, params, name_)
+            enqueue_neighbours(study, space, config)
         mode = "join" if join else "resume" if exists else "create"
         settle_target(study, config.trials, mode=mode)
     return study
 
 
 def _describe_new_study(study: optuna.Study, space: SearchSpace, data: ImageSplits,
-                        identity: dict[str, Any], config: SearchConfig) -> None:
+                        identity: dict[str, Any]) -> None:
     write_study_info(study, dataset=DatasetInfo.of(data), identity=identity)
     for baseline in space.baselines:  # start from known-good recipes, then improve
         enqueue_baseline(study, baseline.params, baseline.name)
-    # ... near the first of them before anywhere else (SearchSpace.neighbours)
-    count = NEIGHBOURS if config.trials is None else min(
-        NEIGHBOURS, config.trials - len(space.baselines))
+
+
+def enqueue_neighbours(study: optuna.Study, space: SearchSpace, config: SearchConfig) -> None:
+    """After the baselines, :data:`NEIGHBOURS` trials near the first of them
+    (:meth:`~automl_cnn.search_spaces.SearchSpace.neighbours`), before the sampler goes
+    anywhere else; with ``--trials N``, no more than the N leave room for."""
+    queued = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+    count = NEIGHBOURS if config.trials is None else min(NEIGHBOURS, config.trials - queued)
     for params in space.neighbours(count, seed=config.seed):
         study.enqueue_trial(params)
 

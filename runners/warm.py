@@ -86,16 +86,14 @@ def expected_processes(config: SearchConfig) -> int:
     its own process), from its flags and the hardware, without importing torch: what
     :func:`~automl_cnn.runners.parallel.auto_jobs` will decide with ``--jobs auto``, less what
     it can only measure then (free memory, another job on the GPU)."""
-    from .parallel import (CORES_PER_CPU_WORKER, CORES_PER_GPU_WORKER, MAX_PER_GPU,
-                           usable_cores)
+    from .parallel import MAX_PER_GPU, jobs_for
 
     jobs = config.jobs
     if jobs is None:
         gpus = 0 if config.device in ("cpu", "mps") else visible_gpus()
         if gpus and config.device not in ("auto", "cuda", "gpu"):
             gpus = 1  # cuda:N: one GPU
-        jobs = (max(gpus, min(MAX_PER_GPU * gpus, usable_cores() // CORES_PER_GPU_WORKER))
-                if gpus else max(1, usable_cores() // CORES_PER_CPU_WORKER))
+        jobs = jobs_for([MAX_PER_GPU] * gpus)
     if config.trials is not None:
         jobs = min(jobs, config.trials)
     return jobs if jobs > 1 else 0

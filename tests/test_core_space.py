@@ -104,3 +104,57 @@ def test_accuracy_is_always_the_first_objective() -> None:
     config = SearchConfig(objectives=("params", "val_acc", "flops"), pruner="none").check()
     assert config.objectives == ("val_acc", "params", "flops")
     assert config.directions == ["maximize", "minimize", "minimize"]
+
+
+def _kind(name: str) -> str:
+    import re
+
+    return re.sub(r"^block\d+\.", "block.", re.sub(r"^head\.width\d+$", "head.width", name))
+
+
+def test_neighbours_keep_the_first_baseline_but_a_few_kinds_each_varied_once() -> None:
+    from automl_cnn.search_spaces import NEIGHBOUR_KINDS
+
+    space = load_space("default")
+    base = space.baselines[0].params
+    found = space.neighbours(8, seed=0)
+    assert len(found) == 8
+    left_out = []
+    for params in found:
+        assert params.items() <= base.items()  # the baseline's own values, fewer of them
+        kinds = {_kind(k) for k in base if k not in params}
+        assert 1 <= len(kinds) <= NEIGHBOUR_KINDS
+        assert all(space.params[k].tunable for k in kinds)  # only what the sampler chooses
+        left_out += sorted(kinds)
+    assert len(left_out) == len(set(left_out))  # each kind varied by one neighbour
+    assert space.neighbours(8, seed=0) == found  # seeded: a resumed study queues the same
+    assert space.neighbours(8, seed=1) != found
+    assert len(space.neighbours(3, seed=0)) == 3 and space.neighbours(0, seed=0) == []
+    # Every neighbour samples into a valid architecture with the sampler filling the rest.
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for params in found:
+        study.enqueue_trial(params)
+        trial = study.ask()
+        space.sample(trial)
+        # every value it fixes is the one asked (a block the drawn depth drops is not asked)
+        assert all(trial.params.get(k, v) == v for k, v in params.items())
+        assert "optim.lr" not in params or trial.params["optim.lr"] == params["optim.lr"]
+        study.tell(trial, 0.0)
+
+
+def test_a_new_study_queues_the_neighbours_after_the_baselines(tmp_path: Path) -> None:
+    from automl_cnn.config import SearchConfig
+    from automl_cnn.record import records
+    from automl_cnn.runners.search import run_search
+
+    outcome = run_search(SearchConfig(trials=4, space="tiny", mlflow=False,
+                                      out=str(tmp_path / "run")), progress=False)
+    space = load_space("tiny")
+    recs = records(outcome.study)
+    assert len(outcome.study.trials) == 4  # --trials 4: nothing left queued beyond them
+    assert recs[0].baseline == space.baselines[0].name
+    expected = space.neighbours(3, seed=0)
+    for rec, fixed in zip(recs[1:], expected):
+        assert rec.baseline is None  # digits asks no flip: a fixed flip goes unasked
+        assert all(rec.hyperparameters.get(k, v) == v for k, v in fixed.items())
+        assert len(set(fixed) & set(rec.hyperparameters)) >= len(fixed) - 1

@@ -170,7 +170,10 @@ def test_ctrl_c_leaves_no_running_run_and_a_second_process_reuses_the_parent(
     assert sorted(r.data.tags["automl_cnn.role"] for r in new) == ["final", "trial"]
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in new)
     (trial,) = [r for r in new if r.data.tags["automl_cnn.role"] == "trial"]
-    assert trial.data.tags["automl_cnn.trial"] == str(resumed.study.trials[-1].number)
+    # the trial it trained: the one finished last (queued neighbours may follow it, untrained)
+    done = [t for t in resumed.study.trials if t.datetime_complete is not None]
+    last = max(done, key=lambda t: t.datetime_complete)
+    assert trial.data.tags["automl_cnn.trial"] == str(last.number)
 
 
 # -- small pieces ----------------------------------------------------------------------------
