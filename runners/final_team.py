@@ -135,16 +135,13 @@ class Together:
         ``pool``'s waiting ones first (:mod:`~automl_cnn.runners.warm`), then spawned ones."""
         from .warm import ROWS, WarmPool
 
-        own = pool is None
-        pool = WarmPool(config, 0) if pool is None else pool
+        pool = WarmPool(config, 0) if pool is None else pool  # none: every member spawned now
         mark(f"command: starting {len(specs)} final networks "
              f"({min(len(specs), pool.waiting)} warm)")
         procs = [pool.launch(member_main, (config.to_dict(), spec.to_dict(), seed, dev, threads,
                                            deadline, n, str(folder / str(i)), ROWS),
                              name=f"automl-cnn-final-{i}")
                  for i, (spec, seed, dev, n) in enumerate(zip(specs, seeds, devices, epochs))]
-        if own:
-            pool.close()
         return cls(procs, folder, pool.rows, devices)
 
     def wait(self, *, device: str = "cpu",

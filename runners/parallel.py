@@ -222,8 +222,7 @@ def run_workers(config: SearchConfig, plan: WorkerPlan, *, stop: Any,
     """
     from .warm import STOP_CODE, WarmPool
 
-    own = pool is None
-    pool = WarmPool(config, 0) if pool is None else pool
+    pool = WarmPool(config, 0) if pool is None else pool  # none: every worker spawned now
     stop_code = pool.stop_code
     deadline = time.time() + config.timeout if config.timeout else None
     climb = (ladder.to_dict() if ladder is not None else None, images_per_second)
@@ -231,8 +230,6 @@ def run_workers(config: SearchConfig, plan: WorkerPlan, *, stop: Any,
     procs = [pool.launch(worker_main, (config.to_dict(), i, dev, plan.threads, STOP_CODE,
                                        deadline, climb), name=f"automl-cnn-worker-{i}")
              for i, dev in enumerate(plan.devices)]
-    if own:
-        pool.close()
     try:
         while any(p.is_alive() for p in procs):
             if stop and not stop_code.value:

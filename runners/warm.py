@@ -104,8 +104,8 @@ class WarmPool:
 
     Example:
         >>> pool = WarmPool(SearchConfig(device="cpu"), count=0)
-        >>> len(pool), pool.waiting
-        (0, 0)
+        >>> pool.waiting
+        0
         >>> pool.close()
     """
 
@@ -137,9 +137,6 @@ class WarmPool:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
-
-    def __len__(self) -> int:
         return len(self._waiting)
 
     def launch(self, target: Any, args: tuple[Any, ...], name: str) -> Any:

@@ -39,7 +39,7 @@ from automl_cnn.errors import UserError
 SPACES_DIR = Path(__file__).resolve().parent
 
 __all__ = ["SPACES_DIR", "Baseline", "Param", "SearchSpace", "SpaceError", "available_spaces",
-           "load_space"]
+           "load_space", "space_key"]
 
 
 class SpaceError(UserError):
@@ -126,6 +126,16 @@ class Param:
         if self.choices is not None:
             return max(self.choices)
         return self.value if self.low is None else self.high
+
+
+def space_key(name: str) -> str:
+    """The space's key of trial parameter ``name``: ``block3.kernel`` -> ``block.kernel``,
+    ``head.width2`` -> ``head.width``; other names are their own key.
+
+        >>> space_key("block3.kernel"), space_key("head.width2"), space_key("optim.lr")
+        ('block.kernel', 'head.width', 'optim.lr')
+    """
+    return re.sub(r"^block\d+\.", "block.", re.sub(r"^head\.width\d+$", "head.width", name))
 
 
 #: The most kinds of parameter one neighbour of the first baseline leaves to the sampler.
@@ -217,16 +227,13 @@ class SearchSpace:
             return []
         base = self.baselines[0].params
 
-        def kind(name: str) -> str:
-            return re.sub(r"^block\d+\.", "block.", re.sub(r"^head\.width\d+$", "head.width",
-                                                         name))
-
-        kinds = sorted({kind(k) for k in base
-                        if self.params.get(kind(k)) is not None and self.params[kind(k)].tunable})
+        kinds = sorted({space_key(k) for k in base if self.params.get(space_key(k)) is not None
+                        and self.params[space_key(k)].tunable})
         random.Random(seed).shuffle(kinds)
         per = min(NEIGHBOUR_KINDS, max(1, -(-len(kinds) // count)))
         dealt = [set(kinds[i * per:(i + 1) * per]) for i in range(count)]
-        return [{k: v for k, v in base.items() if kind(k) not in left} for left in dealt if left]
+        return [{k: v for k, v in base.items() if space_key(k) not in left}
+                for left in dealt if left]
 
     def _sample_block(self, trial: Any, i: int) -> ConvBlock:
         def s(key: str) -> Any:

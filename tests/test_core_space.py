@@ -106,14 +106,8 @@ def test_accuracy_is_always_the_first_objective() -> None:
     assert config.directions == ["maximize", "minimize", "minimize"]
 
 
-def _kind(name: str) -> str:
-    import re
-
-    return re.sub(r"^block\d+\.", "block.", re.sub(r"^head\.width\d+$", "head.width", name))
-
-
 def test_neighbours_keep_the_first_baseline_but_a_few_kinds_each_varied_once() -> None:
-    from automl_cnn.search_spaces import NEIGHBOUR_KINDS
+    from automl_cnn.search_spaces import NEIGHBOUR_KINDS, space_key
 
     space = load_space("default")
     base = space.baselines[0].params
@@ -122,7 +116,7 @@ def test_neighbours_keep_the_first_baseline_but_a_few_kinds_each_varied_once() -
     left_out = []
     for params in found:
         assert params.items() <= base.items()  # the baseline's own values, fewer of them
-        kinds = {_kind(k) for k in base if k not in params}
+        kinds = {space_key(k) for k in base if k not in params}
         assert 1 <= len(kinds) <= NEIGHBOUR_KINDS
         assert all(space.params[k].tunable for k in kinds)  # only what the sampler chooses
         left_out += sorted(kinds)
