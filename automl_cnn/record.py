@@ -26,7 +26,7 @@ from automl_cnn.arch import ArchSpec, SpecError
 from automl_cnn.config import SearchConfig
 from automl_cnn.dataset_info import DatasetInfo
 from automl_cnn.errors import UserError
-from automl_cnn.record_fields import Fidelity, PlanSummary, Timings, Worker
+from automl_cnn.record_fields import Fidelity, PlanSummary, Promotion, Timings, Worker
 
 if TYPE_CHECKING:
     import optuna
@@ -39,6 +39,7 @@ DATASET_ATTR = "automl_cnn.dataset"  # study user attribute: DatasetInfo.to_dict
 IDENTITY_ATTR = "automl_cnn.identity"  # study: what a joining worker must match (runners/join)
 TARGET_ATTR = "automl_cnn.target_trials"  # study: finished trials the workers aim for
 BASELINE_ATTR = "baseline"  # set when a baseline is enqueued, before the trial runs
+PROMOTION_ATTR = "automl_cnn.promotion"  # set when a late promotion is enqueued (Promotion)
 
 
 class Outcome(str, Enum):
@@ -76,6 +77,7 @@ class TrialRecord:
     worker: Worker | None = None
     baseline: str | None = None  # the baseline recipe this trial ran, if any
     limit: str | None = None  # the hard limit an infeasible trial broke ("max_params")
+    promotion: Promotion | None = None  # it continues another trial's climb (late promotion)
     # Read from Optuna's own bookkeeping (never written by to_attrs):
     distributions: Mapping[str, Any] = field(default_factory=dict, compare=False)
     started: datetime | None = field(default=None, compare=False)
@@ -123,6 +125,7 @@ class TrialRecord:
             "pruned_epoch": self.pruned_epoch, "fidelity": _plain(self.fidelity),
             "timings": asdict(self.timings), "worker": _plain(self.worker),
             "baseline": self.baseline, "limit": self.limit,
+            "promotion": _plain(self.promotion),
         }
         return out
 
@@ -146,7 +149,9 @@ class TrialRecord:
             timings=_build(Timings, attrs.get("timings")) or Timings(),
             worker=_build(Worker, attrs.get("worker")),
             baseline=attrs.get("baseline") or trial.user_attrs.get(BASELINE_ATTR),
-            limit=attrs.get("limit"), distributions=dict(trial.distributions),
+            limit=attrs.get("limit"),
+            promotion=_build(Promotion, attrs.get("promotion")) or promotion_of(trial),
+            distributions=dict(trial.distributions),
             started=trial.datetime_start, finished=trial.datetime_complete)
 
 
@@ -180,10 +185,28 @@ def baseline_of(trial: optuna.Trial | FrozenTrial) -> str | None:
     return trial.user_attrs.get(BASELINE_ATTR)
 
 
+def enqueue_promotion(study: optuna.Study, source: FrozenTrial, rung: int) -> None:
+    """Queue a trial that trains ``source``'s parameters from ``rung`` up (see
+    :class:`Promotion`); it keeps the baseline name ``source`` ran as."""
+    first = promotion_of(source)
+    attrs: dict[str, Any] = {PROMOTION_ATTR: asdict(Promotion(
+        source.number, rung, first.first if first is not None else source.number))}
+    if baseline_of(source) is not None:
+        attrs[BASELINE_ATTR] = baseline_of(source)
+    study.enqueue_trial(dict(source.params), user_attrs=attrs)
+
+
+def promotion_of(trial: optuna.Trial | FrozenTrial) -> Promotion | None:
+    """The late promotion a trial was enqueued as (readable while it waits), if any."""
+    return _build(Promotion, trial.user_attrs.get(PROMOTION_ATTR))
+
+
 def records(study: optuna.Study) -> list[TrialRecord]:
-    """Every trial's record, in trial-number order."""
+    """The record of every trial that started, in trial-number order: a queued trial still
+    waiting for a worker (a baseline, a neighbour or a late promotion the search ended before)
+    never ran."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    return [record_of(t) for t in trials]
+    return [record_of(t) for t in trials if t.state.name != "WAITING"]
 
 
 #: Records of finished trials, by the FrozenTrial object the storage hands back (the in-memory
@@ -294,8 +317,9 @@ def load_config(study: optuna.Study) -> SearchConfig:
     return config
 
 
-__all__ = ["CONFIG_ATTR", "DATASET_ATTR", "IDENTITY_ATTR", "OUTCOMES", "RECORD_ATTR",
-           "TARGET_ATTR", "DatasetInfo", "Fidelity", "Outcome", "PlanSummary", "StudyInfo",
-           "Timings", "TrialRecord", "Worker", "baseline_of", "enqueue_baseline", "limit_of",
-           "load_config", "mark_interrupted", "outcome_of", "read_study_info", "record_attrs",
+__all__ = ["CONFIG_ATTR", "DATASET_ATTR", "IDENTITY_ATTR", "OUTCOMES", "PROMOTION_ATTR",
+           "RECORD_ATTR", "TARGET_ATTR", "DatasetInfo", "Fidelity", "Outcome", "PlanSummary",
+           "Promotion", "StudyInfo", "Timings", "TrialRecord", "Worker", "baseline_of",
+           "enqueue_baseline", "enqueue_promotion", "limit_of", "load_config",
+           "mark_interrupted", "outcome_of", "promotion_of", "read_study_info", "record_attrs",
            "record_of", "records", "write_record", "write_study_info"]

@@ -54,6 +54,19 @@ class Fidelity:
 
 
 @dataclass(frozen=True)
+class Promotion:
+    """A trial that continues another's climb: trial ``source`` finished rung ``rung - 1``
+    and was stopped there, then rose into the top ``1/eta`` as more trials finished that rung
+    (a late promotion, as in asynchronous successive halving). This trial trains the same
+    parameters from rung ``rung`` up, seeded as trial ``first`` (the one that trained rung 0)
+    would have been, so its scores are the ones the source would have earned going on."""
+
+    source: int
+    rung: int
+    first: int
+
+
+@dataclass(frozen=True)
 class Timings:
     train_seconds: float = 0.0  # inside the trainer
     total_seconds: float = 0.0  # the whole trial: sampling, planning, training, saving
@@ -71,4 +84,4 @@ class Worker:
         return cls(socket.gethostname(), os.getpid())
 
 
-__all__ = ["Fidelity", "PlanSummary", "Timings", "Worker"]
+__all__ = ["Fidelity", "PlanSummary", "Promotion", "Timings", "Worker"]

@@ -21,24 +21,36 @@ from .sections import Figure, Section
 
 @dataclass(frozen=True)
 class RungPoint:
-    """Trial ``trial``'s validation accuracy at rung ``rung``; ``promoted``: it went on."""
+    """Trial ``trial``'s validation accuracy at rung ``rung``; ``promoted``: it went on (at
+    once, or later through a late promotion). ``line``: the trial whose climb this continues
+    (the rung-0 trial of a late promotion; ``trial`` itself otherwise)."""
 
     trial: int
     rung: int
     val_acc: float
     promoted: bool
+    line: int = -1
+
+    def __post_init__(self) -> None:
+        if self.line < 0:
+            object.__setattr__(self, "line", self.trial)
 
 
 def rung_points(trials: list[optuna.trial.FrozenTrial]) -> list[RungPoint]:
     """One point per (trial, rung finished) of the trials that climbed a ladder."""
     points = []
-    for t in trials:
-        fidelity = record_of(t).fidelity
+    records = [(t, record_of(t)) for t in trials]
+    late = {(r.promotion.source, r.promotion.rung - 1) for _, r in records
+            if r.promotion is not None}
+    for t, record in records:
+        fidelity = record.fidelity
         if fidelity is None or fidelity.whole or not t.intermediate_values:
             continue
         trained = int(fidelity.rung or 0)  # the last rung it trained on
+        line = record.promotion.first if record.promotion is not None else t.number
         for step, value in sorted(t.intermediate_values.items()):
-            points.append(RungPoint(t.number, int(step), float(value), step < trained))
+            points.append(RungPoint(t.number, int(step), float(value),
+                                    step < trained or (t.number, step) in late, line))
     return points
 
 
@@ -48,14 +60,16 @@ def final_curve(run_dir: Path | None) -> list[dict[str, float]]:
 
 def ladder_figure(points: list[RungPoint]) -> go.Figure:
     fig = go.Figure()
-    for trial in sorted({p.trial for p in points}):
-        mine = [p for p in points if p.trial == trial]
+    for line in sorted({p.line for p in points}):  # a late promotion continues its source
+        mine = sorted((p for p in points if p.line == line), key=lambda p: p.rung)
         fig.add_trace(go.Scatter(
             x=[p.rung for p in mine], y=[p.val_acc for p in mine], mode="lines+markers",
-            name=f"trial {trial}", showlegend=False, line={"width": 1, "color": "#9aa5b1"},
+            name=f"trial {line}", showlegend=False, line={"width": 1, "color": "#9aa5b1"},
             marker={"size": 8, "symbol": ["circle" if p.promoted else "circle-open"
                                           for p in mine], "color": "#1f6feb"},
-            hovertemplate=f"trial {trial}<br>rung %{{x}}<br>val_acc %{{y:.4f}}<extra></extra>"))
+            customdata=[p.trial for p in mine],
+            hovertemplate="trial %{customdata}<br>rung %{x}<br>val_acc %{y:.4f}"
+                          "<extra></extra>"))
     fig.update_layout(title="Fidelity ladder: validation accuracy at each rung",
                       xaxis={"title": "rung", "dtick": 1}, yaxis={"title": "val_acc"},
                       template="plotly_white", height=420)
@@ -122,11 +136,16 @@ def ladder_section(study: optuna.Study, run_dir: Path | None) -> list[Section]:
     if points:
         top = max(p.rung for p in points)
         held = [len({p.trial for p in points if p.rung == k}) for k in range(top + 1)]
+        promoted_late = len({p.trial for p in points if p.line != p.trial})
         section.intro = html.escape(
             "Trials start on a small class-balanced share of the training images and few "
             "epochs; the best third at each rung is promoted to more data. Rungs held "
             + ", ".join(f"{n} (rung {k})" for k, n in enumerate(held))
-            + ". A filled marker went on to the next rung; a hollow one stopped there.")
+            + ". A filled marker went on to the next rung; a hollow one stopped there."
+            + (f" {promoted_late} late promotion{'' if promoted_late == 1 else 's'}: a "
+               "trial stopped at a rung went on once enough trials had finished it below it, "
+               "as a new trial with the same parameters, drawn on the same line."
+               if promoted_late else ""))
         section.items.append(Figure("ladder", ladder_figure(points)))
     if rows:
         nets = final_networks(Path(run_dir)) if run_dir else ()

@@ -4,8 +4,9 @@ speed measurement the ladder is sized from.
 Every trial trains rung 0 on the same class-balanced subset of the training split (chosen with
 the search seed, so scores at a rung compare like with like), reports its validation accuracy
 with ``step = rung``, and goes on to the next rung only if it is in the top ``1/eta`` of those
-that finished the rung (:func:`automl_cnn.ladder.promotable`); each rung retrains from scratch
-on more images, so a rung's score never depends on the path that led there.
+that finished the rung (:func:`automl_cnn.ladder.promotable`), or later, once it is
+(:func:`promote_late`); each rung retrains from scratch on more images, so a rung's score never
+depends on the path that led there.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import numpy as np
 import optuna
 import torch
 import torch.nn.functional as F
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from automl_cnn.arch import ArchSpec
 from automl_cnn.data import ImageSplits, make_batches
 from automl_cnn.data.registry import balanced_indices
 from automl_cnn.device import Device
-from automl_cnn.ladder import Rung
+from automl_cnn.ladder import Rung, promotable
 from automl_cnn.model import build_model
+from automl_cnn.record import Outcome, Promotion, enqueue_promotion, promotion_of, record_of
+from automl_cnn.results import finished_a_rung
 
 #: A rung that runs this many times longer than planned (plus a few seconds) is stopped: under
 #: a budget, a candidate that cannot train in its share is not a candidate.
@@ -69,11 +72,61 @@ def rung_data(data: ImageSplits, rung: Rung, *, seed: int) -> ImageSplits:
     return replace(data, x_train=data.x_train[rows], y_train=data.y_train[rows])
 
 
-def rung_scores(study: optuna.Study, step: int) -> list[float]:
-    """Validation accuracies reported at ``step`` by every trial so far (running ones too)."""
+def rung_scores(study: optuna.Study, step: int,
+                trials: list[FrozenTrial] | None = None) -> list[float]:
+    """Validation accuracies reported at ``step`` by every trial so far (running ones too);
+    ``trials``: the study's trials, when already read."""
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=states)
-            if step in t.intermediate_values]
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=states)
+    return [t.intermediate_values[step] for t in trials
+            if t.state in states and step in t.intermediate_values]
+
+
+def late_promotions(study: optuna.Study, rung: int, eta: int) -> list[FrozenTrial]:
+    """Trials stopped at ``rung`` that are now in its top ``1/eta`` and that no trial goes on
+    for yet, earliest first.
+
+    A trial is promoted when it finishes a rung only if it ranks in the top ``1/eta`` of those
+    finished so far. Trials finish a rung at different times (the first baseline first), and
+    the top third grows with every trial that finishes: one that was stopped behind a single
+    better score may be among the best later. Asynchronous successive halving promotes it
+    then; here, where every rung retrains from scratch, that is a new trial with its parameters
+    starting at ``rung + 1`` (:func:`automl_cnn.record.enqueue_promotion`)."""
+    trials = study.get_trials(deepcopy=False)
+    scores = rung_scores(study, rung, trials)
+    taken = {p.source for p in map(promotion_of, trials) if p is not None}
+    found = []
+    for t in trials:
+        if t.state != TrialState.PRUNED or rung not in t.intermediate_values \
+                or t.number in taken:
+            continue
+        record = record_of(t)
+        fidelity = record.fidelity
+        if (record.outcome == Outcome.PRUNED and fidelity is not None and fidelity.rung == rung
+                and finished_a_rung(record)
+                and promotable(t.intermediate_values[rung], scores, eta)):
+            found.append(t)
+    return found
+
+
+def promote_late(study: optuna.Study, rung: int, eta: int) -> list[int]:
+    """Queue a late promotion (:func:`late_promotions`) from ``rung`` to the next; the
+    numbers of the trials promoted."""
+    found = late_promotions(study, rung, eta)
+    for t in found:
+        enqueue_promotion(study, t, rung + 1)
+    return [t.number for t in found]
+
+
+def promoted_before(study: optuna.Study, number: int, promotion: Promotion) -> int | None:
+    """The earlier trial that already promotes ``promotion.source`` (two workers that saw the
+    same rung at the same moment both queue it), or None."""
+    for t in study.get_trials(deepcopy=False):
+        other = promotion_of(t)
+        if t.number < number and other is not None and other.source == promotion.source:
+            return t.number
+    return None
 
 
 def rung_time_cap(rung: Rung, images_per_second: float | None) -> float | None:

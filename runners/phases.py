@@ -229,10 +229,12 @@ def winner_plan(best: TrialRecord, data: ImageSplits, seconds: float | None, *,
 
 def rung_counts(study: optuna.Study) -> list[int]:
     """How many trials trained at each ladder rung (``[]`` without a ladder): a trial
-    promoted to rung 2 counts at rungs 0, 1 and 2."""
-    reached = [int(r.fidelity.rung or 0) for r in records(study) if r.fidelity is not None]
-    top = max(reached, default=-1)
-    return [sum(r >= k for r in reached) for k in range(top + 1)]
+    promoted to rung 2 counts at rungs 0, 1 and 2; a late promotion to rung 2 (its source
+    counted below) at rung 2 alone."""
+    spans = [(r.promotion.rung if r.promotion else 0, int(r.fidelity.rung or 0))
+             for r in records(study) if r.fidelity is not None]
+    top = max((reached for _, reached in spans), default=-1)
+    return [sum(first <= k <= reached for first, reached in spans) for k in range(top + 1)]
 
 
 def budget_summary(study: optuna.Study, config: SearchConfig, plan: SearchPlan | None,

@@ -38,6 +38,7 @@ from automl_cnn.record import (
     TrialRecord,
     Worker,
     baseline_of,
+    promotion_of,
     write_record,
 )
 from automl_cnn.search_spaces import SearchSpace
@@ -52,6 +53,8 @@ from .climb import (
     DeadlineCheck,
     RungTooSlow,
     fit_seconds,
+    promote_late,
+    promoted_before,
     rung_data,
     scoring_seconds,
     rung_scores,
@@ -112,8 +115,17 @@ class TrialRunner:
         spec = self.space.sample(trial, flip_ok=self.data.flip_ok)
         record = TrialRecord(number=trial.number, outcome=Outcome.RUNNING,
                              hyperparameters=dict(trial.params), spec=spec,
-                             worker=Worker.here(), baseline=baseline_of(trial))
+                             worker=Worker.here(), baseline=baseline_of(trial),
+                             promotion=promotion_of(trial))
         self.tracker.start_trial(trial.number, dict(trial.params))
+        if record.promotion is not None:
+            earlier = promoted_before(trial.study, trial.number, record.promotion)
+            if earlier is not None:  # another worker queued the same promotion first
+                reason = (f"trial {earlier} already promotes trial {record.promotion.source} "
+                          f"to rung {record.promotion.rung}")
+                self._end(trial, record.replace(outcome=Outcome.PRUNED, reason=reason),
+                          started)
+                raise optuna.TrialPruned(reason)
         try:
             plan = plan_layers(spec, self.data.input_shape, self.data.num_classes)
         except InfeasibleArchitecture as exc:
@@ -151,11 +163,15 @@ class TrialRunner:
         """Climb the ladder: train each rung, report it (step = rung), stop unless promoted.
         A flat ladder is one rung at the trial's own epochs, pruned by epoch as before."""
         finished: TrialRecord | None = None  # the last rung trained to its end
-        for rung in self.ladder.rungs:
+        for rung in self.ladder.rungs[first_rung(record, self.ladder):]:
             model, done = self._rung(trial, record, rung, started, finished)
             if self.ladder.is_flat or rung.index == self.ladder.top:
                 break
             trial.report(float(done.val_acc or 0.0), step=rung.index)
+            promoted = promote_late(trial.study, rung.index, self.ladder.eta)
+            if promoted:
+                log.info("trial %d promoted trials %s to rung %d", trial.number, promoted,
+                         rung.index + 1)
             if not promotable(float(done.val_acc or 0.0), rung_scores(trial.study, rung.index),
                               self.ladder.eta):
                 reason = f"not in the top 1/{self.ladder.eta} at rung {rung.index}"
@@ -253,7 +269,9 @@ class TrialRunner:
     def _fit(self, trial: optuna.Trial, record: TrialRecord, rung: Rung,
              callbacks: list[Any]) -> torch.nn.Module:
         assert record.spec is not None
-        seed = trial_seed(self.config.seed, trial.number)
+        # A late promotion trains as the trial that climbed the rungs below would have.
+        seed = trial_seed(self.config.seed, record.promotion.first if record.promotion
+                          else trial.number)
         data = self.rung_data[rung.index]
         if not self.ladder.whole:
             return fit_spec(record.spec, data, self.device, callbacks=callbacks,
@@ -277,6 +295,14 @@ class TrialRunner:
         if history:
             history[-1].update(got)
             self.tracker.log_epoch(number, int(history[-1]["epoch"]), got)
+
+
+def first_rung(record: TrialRecord, ladder: Ladder) -> int:
+    """The rung ``record``'s trial starts on: 0, or a late promotion's (a study resumed with
+    fewer rungs starts it on the top one; a flat ladder has only rung 0)."""
+    if record.promotion is None or ladder.is_flat:
+        return 0
+    return min(record.promotion.rung, ladder.top)
 
 
 def with_costs(plan: PlanSummary, checked: Checked) -> PlanSummary:

@@ -16,8 +16,12 @@ from automl_cnn.config import SearchConfig
 from automl_cnn.data import load_dataset
 from automl_cnn.device import resolve_device
 from automl_cnn.ladder import Ladder, Rung
-from automl_cnn.record import Fidelity, Outcome, TrialRecord
+from automl_cnn.ladder import promotable
+from automl_cnn.record import (Fidelity, Outcome, Promotion, TrialRecord, enqueue_promotion,
+                               record_attrs)
 from automl_cnn.results import rank, ranked_trials, rung_of
+from automl_cnn.runners.climb import late_promotions, promote_late
+from automl_cnn.runners.phases import rung_counts
 from automl_cnn.runners.search import run_search
 from automl_cnn.runners.trial import TrialRunner
 from automl_cnn.search_spaces import load_space
@@ -47,12 +51,15 @@ def test_a_trial_running_at_the_deadline_is_recorded_with_reason_budget(tmp_path
 def test_rungs_promote_the_best_and_stop_the_rest(tmp_path: Path) -> None:
     ladder = Ladder((Rung(0, 200, 2), Rung(1, 600, 2)), eta=3)
     runner, study = _runner(tmp_path, ladder=ladder)
-    study.optimize(runner, n_trials=7, catch=())
+    study.optimize(runner, n_trials=12, catch=())
     trials = [t for t in study.get_trials()
               if TrialRecord.from_trial(t).outcome != Outcome.INFEASIBLE]
+    late = [TrialRecord.from_trial(t) for t in trials
+            if TrialRecord.from_trial(t).promotion is not None]
     for t in trials:
         assert TrialRecord.from_trial(t).fidelity.train_images in (200, 600)
-        assert 0 in t.intermediate_values  # every trial reports rung 0
+        # every trial reports rung 0, but a late promotion (its source did)
+        assert (0 in t.intermediate_values) == (t.number not in {r.number for r in late})
     stopped = [TrialRecord.from_trial(t) for t in trials
                if t.state == optuna.trial.TrialState.PRUNED]
     climbed = [TrialRecord.from_trial(t) for t in trials
@@ -60,11 +67,96 @@ def test_rungs_promote_the_best_and_stop_the_rest(tmp_path: Path) -> None:
     assert stopped and climbed
     assert all("at rung 0" in r.reason and r.fidelity.rung == 0 for r in stopped)
     assert all(r.fidelity == Fidelity(600, 2, 1) for r in climbed)
+    # A trial stopped at rung 0 went on later, once enough trials had finished rung 0 below
+    # it: a new trial with its parameters, trained from rung 1 as the source would have been.
+    assert late, "seed 0 stops a trial that ranks in rung 0's top third later"
+    by_number = {t.number: t for t in study.get_trials()}
+    for r in late:
+        source = by_number[r.promotion.source]
+        assert r.promotion.rung == 1 and r.hyperparameters == source.params
+        assert source.state == optuna.trial.TrialState.PRUNED
+        assert set(by_number[r.number].intermediate_values) == {1}
+        before = [t.intermediate_values[0] for t in study.get_trials()
+                  if 0 in t.intermediate_values and t.number < r.number]
+        assert promotable(source.intermediate_values[0], before, 3)
+    assert rung_counts(study)[0] == len(trials) - len(late)  # the source counts at rung 0
     # Ranked like with like: every trial that reached rung 1 before any that stopped at rung 0.
     ranked = ranked_trials(study)
     rungs = [rung_of(t) for t in ranked]
     assert rungs == sorted(rungs, reverse=True) and rungs[0] == 1
     assert len(ranked) == len(trials)
+
+
+def test_a_late_promotion_scores_what_its_source_would_have_going_on(tmp_path: Path) -> None:
+    # The same parameters trained at rung 1 with the source's seed: the same model, the same
+    # score, whether the trial was promoted on time or late.
+    ladder = Ladder((Rung(0, 200, 2), Rung(1, 600, 2)), eta=3)
+    runner, study = _runner(tmp_path, ladder=ladder)
+    study.optimize(runner, n_trials=12, catch=())
+    late = next(r for r in map(TrialRecord.from_trial, study.get_trials()) if r.promotion)
+    source = study.trials[late.promotion.source]
+    runner2, again = _runner(tmp_path / "again", ladder=Ladder((Rung(0, 600, 2),), eta=3))
+    runner2.rung_data = {0: runner.rung_data[1]}
+    for _ in range(late.promotion.source):  # trial numbers seed the training
+        again.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    again.enqueue_trial(source.params)
+    again.optimize(runner2, n_trials=1, catch=())
+    assert again.trials[-1].value == pytest.approx(late.values[0])
+
+
+def test_a_promotion_queued_twice_trains_once(tmp_path: Path) -> None:
+    # Two workers finishing the same rung at once can both queue the same promotion.
+    ladder = Ladder((Rung(0, 200, 2), Rung(1, 600, 2)), eta=3)
+    runner, study = _runner(tmp_path, ladder=ladder)
+    study.optimize(runner, n_trials=7, catch=())
+    source = next(t for t in study.get_trials() if t.state == optuna.trial.TrialState.PRUNED)
+    enqueue_promotion(study, source, 1)
+    enqueue_promotion(study, source, 1)
+    study.optimize(runner, n_trials=2, catch=())
+    first, second = (TrialRecord.from_trial(t) for t in study.get_trials()[-2:])
+    assert first.promotion == second.promotion and first.outcome == Outcome.COMPLETE
+    assert second.outcome == Outcome.PRUNED and second.history == ()
+    assert second.reason == (f"trial {first.number} already promotes trial {source.number} "
+                             "to rung 1")
+
+
+def _stopped(number: int, score: float, rung: int = 0) -> optuna.trial.FrozenTrial:
+    """A trial that finished ``rung`` (2 epochs) scoring ``score`` and was stopped there."""
+    history = ({"epoch": 0, "val_acc": score / 2}, {"epoch": 1, "val_acc": score})
+    record = TrialRecord(number, Outcome.PRUNED, history=history,
+                         fidelity=Fidelity(200 * 3 ** rung, 2, rung))
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED, params={"x": float(number)},
+        distributions={"x": optuna.distributions.FloatDistribution(0, 100)},
+        intermediate_values={r: score for r in range(rung + 1)},
+        user_attrs=record_attrs(record))
+
+
+def test_late_promotion_takes_those_that_rose_into_the_top_third() -> None:
+    study = optuna.create_study(direction="maximize")
+    record = TrialRecord(0, Outcome.COMPLETE, fidelity=Fidelity(600, 2, 1))
+    study.add_trial(optuna.trial.create_trial(  # finished rung 0 first and went on at once
+        value=0.7, intermediate_values={0: 0.9, 1: 0.7}, user_attrs=record_attrs(record)))
+    study.add_trial(_stopped(1, 0.8))  # 1 of 2 finished goes on: 0.9, not 0.8
+    study.add_trial(_stopped(2, 0.3))
+    assert late_promotions(study, 0, 3) == []  # 1 of 3 goes on: still 0.9 alone
+    for n, score in enumerate((0.2, 0.1, 0.15), start=3):
+        study.add_trial(_stopped(n, score))
+    # 6 finished: 2 go on, 0.9 and 0.8, but trial 1 was stopped when it finished.
+    assert [t.number for t in late_promotions(study, 0, 3)] == [1]
+    assert promote_late(study, 0, 3) == [1]
+    assert late_promotions(study, 0, 3) == []  # queued once
+    (queued,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert TrialRecord.from_trial(queued).promotion == Promotion(1, 1, 1)
+    again = study.ask({"x": optuna.distributions.FloatDistribution(0, 100)})
+    assert again.number == queued.number and again.params == {"x": 1.0}
+    # A trial the budget stopped (or one that went on and broke a rung's clock) is no
+    # candidate, however well it scored at the rung.
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED, intermediate_values={0: 0.95},
+        user_attrs=record_attrs(TrialRecord(7, Outcome.INTERRUPTED, reason="budget",
+                                            fidelity=Fidelity(200, 2, 0)))))
+    assert late_promotions(study, 0, 3) == []
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from automl_cnn.record import Fidelity, Outcome, TrialRecord, record_attrs
+from automl_cnn.record import Fidelity, Outcome, Promotion, TrialRecord, record_attrs
 from automl_cnn.rundir import RunDir
 from automl_cnn.dashboards.ladder import final_curve, ladder_section, rung_points
 
@@ -37,6 +37,24 @@ def test_rung_points_mark_who_was_promoted(tmp_path: Path) -> None:
     [section] = ladder_section(study, tmp_path)
     assert [item.name for item in section.items] == ["ladder", "final_fit"]
     assert "2 (rung 0), 1 (rung 1)" in section.intro
+
+
+def test_a_late_promotion_continues_its_sources_line(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0, [0.5, 0.7], 1, "complete"))
+    study.add_trial(_trial(1, [0.4], 0, "pruned"))  # stopped, then promoted late as trial 2
+    late = TrialRecord(number=2, outcome=Outcome.COMPLETE, fidelity=Fidelity(300, 2, 1),
+                       promotion=Promotion(source=1, rung=1, first=1))
+    study.add_trial(optuna.trial.create_trial(value=0.75, intermediate_values={1: 0.75},
+                                              user_attrs=record_attrs(late)))
+    points = rung_points(study.get_trials())
+    assert [(p.trial, p.rung, p.promoted, p.line) for p in points] == [
+        (0, 0, True, 0), (0, 1, False, 0), (1, 0, True, 1), (2, 1, False, 1)]
+    [section] = ladder_section(study, tmp_path)
+    assert "2 (rung 0), 2 (rung 1)" in section.intro and "1 late promotion:" in section.intro
+    lines = section.items[0].figure.data
+    assert [list(t.x) for t in lines] == [[0, 1], [0, 1]]  # one line per climb
+    assert list(lines[1].customdata) == [1, 2]  # hover names the trial of each point
 
 
 def test_no_section_for_a_plain_search(tmp_path: Path) -> None:

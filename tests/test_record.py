@@ -17,11 +17,14 @@ from automl_cnn.record import (
     Fidelity,
     Outcome,
     PlanSummary,
+    Promotion,
     Timings,
     TrialRecord,
     Worker,
     enqueue_baseline,
+    enqueue_promotion,
     load_config,
+    promotion_of,
     read_study_info,
     records,
     write_record,
@@ -56,7 +59,8 @@ def full_record(number: int, outcome: Outcome) -> TrialRecord:
         pruned_epoch=2 if outcome == Outcome.PRUNED else None,
         fidelity=Fidelity(train_images=500, epochs=3, rung=1),
         timings=Timings(1.25, 1.5), worker=Worker("host-a", 1234), baseline="small",
-        limit="max_params" if outcome == Outcome.INFEASIBLE else None)
+        limit="max_params" if outcome == Outcome.INFEASIBLE else None,
+        promotion=Promotion(source=7, rung=1, first=3))
 
 
 # How each outcome ends in Optuna: (state, whether it returns a value).
@@ -126,6 +130,25 @@ def test_a_baseline_is_named_before_and_after_its_record(tmp_path: Path) -> None
     write_record(trial, TrialRecord(trial.number, Outcome.RUNNING))  # runner lost the name
     (back,) = records(reopen(tmp_path))
     assert back.baseline == "small"
+
+
+def test_a_late_promotion_is_named_while_it_waits_and_after_its_record(
+        tmp_path: Path) -> None:
+    study = journal_study(tmp_path)
+    lr = {"optim.lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+    enqueue_baseline(study, {"optim.lr": 0.05}, "small")
+    source = study.ask(lr)
+    study.tell(source, state=optuna.trial.TrialState.PRUNED)
+    enqueue_promotion(study, study.trials[0], rung=1)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
+    assert promotion_of(waiting) == Promotion(source=0, rung=1, first=0)
+    again = study.ask(lr)  # the promotion: the source's parameters, its baseline name
+    assert again.params == {"optim.lr": 0.05}
+    write_record(again, TrialRecord(again.number, Outcome.RUNNING))
+    enqueue_promotion(study, study.trials[1], rung=2)  # a promotion of a promotion ...
+    (_, back) = records(reopen(tmp_path))  # ... still waiting: not a trial that ran
+    assert back.promotion == Promotion(source=0, rung=1, first=0) and back.baseline == "small"
+    assert promotion_of(reopen(tmp_path).trials[2]) == Promotion(source=1, rung=2, first=0)
 
 
 def test_studies_written_by_0_1_0_still_read(tmp_path: Path) -> None:

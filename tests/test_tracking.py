@@ -22,7 +22,7 @@ from automl_cnn.checkpoint import load_checkpoint
 from automl_cnn.cli import main
 from automl_cnn.config import SearchConfig
 from automl_cnn.errors import UserError
-from automl_cnn.record import records
+from automl_cnn.record import Outcome, Promotion, TrialRecord, records
 from automl_cnn.results import ranked_trials
 from automl_cnn.rundir import RunDir
 from automl_cnn.tracking import Tracker, make_tracker
@@ -177,6 +177,18 @@ def test_ctrl_c_leaves_no_running_run_and_a_second_process_reuses_the_parent(
 
 
 # -- small pieces ----------------------------------------------------------------------------
+def test_a_late_promotions_run_names_the_trial_it_goes_on_for(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = SearchConfig(space="tiny", study_name="late", tracking_uri=uri)
+    tracker = MlflowTracker(config)
+    tracker.start_search(config, settings={})
+    tracker.start_trial(9, {"depth": 1})
+    run_id = tracker.runs[9]
+    tracker.end_trial(TrialRecord(9, Outcome.COMPLETE, promotion=Promotion(4, 1, 4)))
+    tracker.end_search(status="FINISHED", summary={})
+    assert MlflowClient(uri).get_run(run_id).data.tags["automl_cnn.promoted_from"] == "4"
+
+
 def test_no_mlflow_is_the_null_tracker() -> None:
     assert type(make_tracker(SearchConfig(mlflow=False))) is Tracker
 

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 STATE, REASON, PRUNED_EPOCH = "automl_cnn.state", "automl_cnn.reason", "automl_cnn.pruned_epoch"
 LIMIT = "automl_cnn.limit"  # the hard limit an infeasible trial broke
+PROMOTED_FROM = "automl_cnn.promoted_from"  # a late promotion: the trial whose climb it goes on
 #: Epoch metrics go out at most this often (seconds) and with the trial's last call: a
 #: sub-second digits trial costs one metrics call, a minutes-long CIFAR epoch shows live.
 SEND_EVERY = 1.0
@@ -168,6 +169,8 @@ class MlflowTracker(Tracker):
                 tags.append(RunTag(PRUNED_EPOCH, str(record.pruned_epoch)))
             if record.limit:
                 tags.append(RunTag(LIMIT, record.limit))
+            if record.promotion is not None:
+                tags.append(RunTag(PROMOTED_FROM, str(record.promotion.source)))
             self.client.log_batch(run_id, params=self._pending.pop(number, []), tags=tags,
                                   metrics=self._epochs.pop(number, []) + cost_metrics(record))
             self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
