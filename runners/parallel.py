@@ -183,6 +183,11 @@ def jobs_for(per_gpu: list[int]) -> int:
     return max(len(per_gpu), min(sum(per_gpu), usable_cores() // CORES_PER_GPU_WORKER))
 
 
+def capped(jobs: int, config: SearchConfig) -> int:
+    """``jobs`` workers, but no more than ``--trials`` (a worker without a trial is idle)."""
+    return max(1, min(jobs, config.trials)) if config.trials is not None else jobs
+
+
 def _gpu_indices(device: Device) -> list[int]:
     import torch
 
@@ -195,9 +200,7 @@ def _gpu_indices(device: Device) -> list[int]:
 
 def plan_workers(config: SearchConfig, device: Device) -> WorkerPlan:
     """``config.jobs`` (None = auto) workers, pinned to GPUs round-robin, threads split."""
-    jobs = config.jobs if config.jobs is not None else auto_jobs(device)
-    if config.trials is not None:
-        jobs = max(1, min(jobs, config.trials))
+    jobs = capped(config.jobs if config.jobs is not None else auto_jobs(device), config)
     gpus = _gpu_indices(device)
     devices = tuple(f"cuda:{gpus[i % len(gpus)]}" if gpus else device.torch_device
                     for i in range(jobs))

@@ -244,7 +244,9 @@ def budget_summary(study: optuna.Study, config: SearchConfig, plan: SearchPlan |
     return {"timeout": config.timeout, "ladder": plan.ladder.to_dict() if plan else None,
             "images_per_second": plan.images_per_second if plan else None,
             "workers_speedup": plan.speedup if plan else None,
-            "rungs": rung_counts(study), "final": final}
+            "rungs": rung_counts(study),
+            "promoted_late": sum(r.promotion is not None for r in records(study)),
+            "final": final}
 
 
 def final_plans(study: optuna.Study, config: SearchConfig, data: ImageSplits,

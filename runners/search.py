@@ -19,7 +19,7 @@ import optuna
 from automl_cnn.atomic import write_text_atomic
 from automl_cnn.budget import Budget
 from automl_cnn.config import SearchConfig
-from automl_cnn.data import ImageSplits, load_dataset
+from automl_cnn.data import ImageSplits, load_search_data
 from automl_cnn.device import Device, resolve_device
 from automl_cnn.errors import UserError
 from automl_cnn.front import front_summary
@@ -72,8 +72,7 @@ def prepare(config: SearchConfig, *, resume: bool,
     device = resolve_device(config.device)
     latency_target(config, device)  # a --latency-device GPU that is not there fails here
     sharing_table()  # a malformed $AUTOML_CNN_GPU_SHARING fails here, on any device
-    data = load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
-                        train_subset=config.train_subset)
+    data = load_search_data(config)
     _check_run_dir(config, resume=resume, join=join)
     return space, data, device
 

@@ -55,13 +55,10 @@ def data_key(config: SearchConfig) -> tuple[Any, ...]:
 def load_data(config: SearchConfig) -> Any:
     """``config``'s dataset, on the CPU: the one this process loaded while it waited, if it is
     that one, else loaded now (a bad dataset fails here, as it would without a pool)."""
-    from automl_cnn.data import load_dataset
+    from automl_cnn.data import load_search_data
 
     found = _loaded.pop(data_key(config), None)
-    if found is not None:
-        return found
-    return load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
-                        train_subset=config.train_subset)
+    return found if found is not None else load_search_data(config)
 
 
 def visible_gpus() -> int:
@@ -86,7 +83,7 @@ def expected_processes(config: SearchConfig) -> int:
     its own process), from its flags and the hardware, without importing torch: what
     :func:`~automl_cnn.runners.parallel.auto_jobs` will decide with ``--jobs auto``, less what
     it can only measure then (free memory, another job on the GPU)."""
-    from .parallel import MAX_PER_GPU, jobs_for
+    from .parallel import MAX_PER_GPU, capped, jobs_for
 
     jobs = config.jobs
     if jobs is None:
@@ -94,8 +91,7 @@ def expected_processes(config: SearchConfig) -> int:
         if gpus and config.device not in ("auto", "cuda", "gpu"):
             gpus = 1  # cuda:N: one GPU
         jobs = jobs_for([MAX_PER_GPU] * gpus)
-    if config.trials is not None:
-        jobs = min(jobs, config.trials)
+    jobs = capped(jobs, config)
     return jobs if jobs > 1 else 0
 
 

@@ -15,6 +15,7 @@ stride only when the block pools, momentum only for sgd, flips only for datasets
 mirrored image keeps its label.
 
 Example:
+    >>> import optuna
     >>> space = load_space("tiny")
     >>> spec = space.sample(optuna.trial.FixedTrial(space.baselines[0].params))
     >>> spec.depth >= 1

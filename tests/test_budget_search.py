@@ -3,6 +3,7 @@ prune, the final fit is the model that is tested and loaded."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from automl_cnn.api import load_best
 from automl_cnn.cli import main
+from automl_cnn.cli.summary_text import print_budget
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import load_dataset
 from automl_cnn.device import resolve_device
@@ -21,7 +23,7 @@ from automl_cnn.record import (Fidelity, Outcome, Promotion, TrialRecord, enqueu
                                record_attrs)
 from automl_cnn.results import rank, ranked_trials, rung_of
 from automl_cnn.runners.climb import late_promotions, promote_late
-from automl_cnn.runners.phases import rung_counts
+from automl_cnn.runners.phases import budget_summary, rung_counts
 from automl_cnn.runners.search import run_search
 from automl_cnn.runners.trial import TrialRunner
 from automl_cnn.search_spaces import load_space
@@ -80,6 +82,7 @@ def test_rungs_promote_the_best_and_stop_the_rest(tmp_path: Path) -> None:
                   if 0 in t.intermediate_values and t.number < r.number]
         assert promotable(source.intermediate_values[0], before, 3)
     assert rung_counts(study)[0] == len(trials) - len(late)  # the source counts at rung 0
+    assert budget_summary(study, runner.config, None, None)["promoted_late"] == len(late)
     # Ranked like with like: every trial that reached rung 1 before any that stopped at rung 0.
     ranked = ranked_trials(study)
     rungs = [rung_of(t) for t in ranked]
@@ -118,6 +121,16 @@ def test_a_promotion_queued_twice_trains_once(tmp_path: Path) -> None:
     assert second.outcome == Outcome.PRUNED and second.history == ()
     assert second.reason == (f"trial {first.number} already promotes trial {source.number} "
                              "to rung 1")
+
+
+def test_the_summary_line_names_each_rung_and_the_late_promotions() -> None:
+    out = io.StringIO()
+    print_budget({"timeout": 720, "wall_seconds": 700.0, "phases": {"search": 500.0},
+                  "ladder": {"eta": 3, "rungs": [{"rung": 0, "images": 2040, "epochs": 2},
+                                                 {"rung": 1, "images": 3060, "epochs": 4}]},
+                  "rungs": [40, 12], "promoted_late": 3}, out)
+    assert ("rung 0: 2,040 images x 2 epochs, 40 trials; rung 1: 3,060 images x 4 epochs, "
+            "12 trials; 3 trials promoted late") in out.getvalue()
 
 
 def _stopped(number: int, score: float, rung: int = 0) -> optuna.trial.FrozenTrial:

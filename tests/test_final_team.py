@@ -125,7 +125,9 @@ def test_a_budget_too_short_to_search_trains_other_seeds_beside_its_one_trial(
     rows = [line.split(" ", 2) for line in marks.read_text().splitlines()]
     warm = {pid for _, pid, event in rows if event.startswith("warm ") and "started" in event}
     trained = {pid for _, pid, event in rows if event == "first training step"}
-    assert len(warm) == 2 and len(trained - {str(os.getpid())}) == 1
+    # Two were spawned warm; the one never handed work may be ended before it even marks its
+    # start (a slow machine), so only the member's start is certain.
+    assert 1 <= len(warm) <= 2 and len(trained - {str(os.getpid())}) == 1
     assert trained - {str(os.getpid())} <= warm  # the other network: a process started warm
     assert "No search:" in printed and "Trained at once: 2 networks (cpu)" in printed
     _assert_two_seeds_averaged(out)

@@ -48,6 +48,11 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
     print(f"Study storage: {summary['storage']}", file=out)
 
 
+def late_promotions(n: int) -> str:
+    """The ladder line's note of trials that went on after they were stopped at a rung."""
+    return f"; {n} trial{'' if n == 1 else 's'} promoted late" if n else ""
+
+
 def print_budget(summary: dict[str, Any], out: Any) -> None:
     """Phases' wall times, the ladder's rungs and the final fit, when there were any."""
     phases = summary.get("phases") or {}
@@ -66,7 +71,8 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
         held = summary.get("rungs") or []
         print("Fidelity ladder (eta 3): " + "; ".join(
             f"rung {r['rung']}: {r['images']:,} images x {r['epochs']} epochs, "
-            f"{held[i] if i < len(held) else 0} trials" for i, r in enumerate(rungs)), file=out)
+            f"{held[i] if i < len(held) else 0} trials" for i, r in enumerate(rungs))
+            + late_promotions(summary.get("promoted_late") or 0), file=out)
     final = summary.get("final")
     members = (final or {}).get("members") or []
     together = (final or {}).get("together")

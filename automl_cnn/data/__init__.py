@@ -22,6 +22,7 @@ from automl_cnn.data.registry import (
     balanced_indices,
     dataset_help,
     load_dataset,
+    load_search_data,
     resize_splits,
     take_train_subset,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "decode_image",
     "default_workers",
     "load_dataset",
+    "load_search_data",
     "load_or_stream",
     "make_batches",
     "make_splits",

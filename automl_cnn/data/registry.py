@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from automl_cnn.data.cifar import read_cifar10, read_cifar100
 from automl_cnn.data.folder import ImageFiles, load_or_stream, read_folder
 from automl_cnn.data.formats import ArraySet, DatasetError, read_mnist, read_npz
 from automl_cnn.data.splits import ImageSplits, check_measurable, make_splits
+
+if TYPE_CHECKING:
+    from automl_cnn.config import SearchConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,13 @@ def dataset_help() -> str:
     builtins = [f"{n}[:{BUILTIN_ARGS[n][1]}]" if n in BUILTIN_ARGS else n
                 for n in sorted(DATASETS)]
     return f"builtin {', '.join(builtins)}; or local files: {'; '.join(forms)}"
+
+
+def load_search_data(config: SearchConfig) -> ImageSplits:
+    """The dataset a search's settings name (``--dataset``, ``--seed``, ``--image-size``,
+    ``--train-subset``): what the search command and every worker process load."""
+    return load_dataset(config.dataset, seed=config.seed, image_size=config.image_size,
+                        train_subset=config.train_subset)
 
 
 def load_dataset(name: str, *, seed: int = 0, image_size: int | None = None,
