@@ -118,14 +118,6 @@ class TrialRunner:
                              worker=Worker.here(), baseline=baseline_of(trial),
                              promotion=promotion_of(trial))
         self.tracker.start_trial(trial.number, dict(trial.params))
-        if record.promotion is not None:
-            earlier = promoted_before(trial.study, trial.number, record.promotion)
-            if earlier is not None:  # another worker queued the same promotion first
-                reason = (f"trial {earlier} already promotes trial {record.promotion.source} "
-                          f"to rung {record.promotion.rung}")
-                self._end(trial, record.replace(outcome=Outcome.PRUNED, reason=reason),
-                          started)
-                raise optuna.TrialPruned(reason)
         try:
             plan = plan_layers(spec, self.data.input_shape, self.data.num_classes)
         except InfeasibleArchitecture as exc:
@@ -147,6 +139,14 @@ class TrialRunner:
                                             reason=checked.breach.reason,
                                             limit=checked.breach.limit), started)
             return values[0] if len(values) == 1 else values
+        if record.promotion is not None:
+            earlier = promoted_before(trial.study, trial.number, record.promotion)
+            if earlier is not None:  # another worker queued the same promotion first
+                reason = (f"trial {earlier} already promotes trial {record.promotion.source} "
+                          f"to rung {record.promotion.rung}")
+                self._end(trial, record.replace(outcome=Outcome.PRUNED, reason=reason),
+                          started)
+                raise optuna.TrialPruned(reason)
         values = self._train(trial, record, plan, started)
         return values[0] if len(values) == 1 else values
 

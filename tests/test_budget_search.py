@@ -116,9 +116,13 @@ def test_a_promotion_queued_twice_trains_once(tmp_path: Path) -> None:
     enqueue_promotion(study, source, 1)
     enqueue_promotion(study, source, 1)
     study.optimize(runner, n_trials=2, catch=())
-    first, second = (TrialRecord.from_trial(t) for t in study.get_trials()[-2:])
+    both = study.get_trials()[-2:]
+    first, second = (TrialRecord.from_trial(t) for t in both)
     assert first.promotion == second.promotion and first.outcome == Outcome.COMPLETE
     assert second.outcome == Outcome.PRUNED and second.history == ()
+    # Every trial tells the sampler the same constraints (GP needs them on each).
+    told = [sorted(k for k in t.system_attrs if k.startswith("constraints")) for t in both]
+    assert told[0] and told[0] == told[1]
     assert second.reason == (f"trial {first.number} already promotes trial {source.number} "
                              "to rung 1")
 
