@@ -191,8 +191,9 @@ def enqueue_promotion(study: optuna.Study, source: FrozenTrial, rung: int) -> No
     first = promotion_of(source)
     attrs: dict[str, Any] = {PROMOTION_ATTR: asdict(Promotion(
         source.number, rung, first.first if first is not None else source.number))}
-    if baseline_of(source) is not None:
-        attrs[BASELINE_ATTR] = baseline_of(source)
+    name = baseline_of(source)
+    if name is not None:
+        attrs[BASELINE_ATTR] = name
     study.enqueue_trial(dict(source.params), user_attrs=attrs)
 
 

@@ -29,11 +29,7 @@ class RungPoint:
     rung: int
     val_acc: float
     promoted: bool
-    line: int = -1
-
-    def __post_init__(self) -> None:
-        if self.line < 0:
-            object.__setattr__(self, "line", self.trial)
+    line: int
 
 
 def rung_points(trials: list[optuna.trial.FrozenTrial]) -> list[RungPoint]:
