@@ -230,6 +230,9 @@ def test_workers_climb_the_parents_ladder(tmp_path: Path) -> None:
     assert trained and all(r.fidelity is not None for r in trained)  # every trial climbed
     assert {r.fidelity.train_images for r in trained} <= {300, 900}
     assert any(r.fidelity.rung == 1 for r in trained)  # someone was promoted
+    # Two workers read and queue late promotions through the one study: none trains twice.
+    late = [r.promotion.source for r in trained if r.promotion is not None and r.history]
+    assert len(late) == len(set(late))
     # Trained in the workers, not the parent. (Not 'by both': a spawned worker can still be
     # importing torch when the other has finished all 8 small trials; failed once in CI.)
     pids = {r.worker.pid for r in trained}
