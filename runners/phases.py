@@ -227,12 +227,13 @@ def winner_plan(best: TrialRecord, data: ImageSplits, seconds: float | None, *,
                           spec_epochs=best.spec.train.epochs)
 
 
-def rung_counts(study: optuna.Study) -> list[int]:
-    """How many trials trained at each ladder rung (``[]`` without a ladder): a trial
+def rung_counts(recs: Sequence[TrialRecord]) -> list[int]:
+    """How many of the trials ``recs`` (:func:`~automl_cnn.record.records`) trained at each
+    ladder rung (``[]`` without a ladder): a trial
     promoted to rung 2 counts at rungs 0, 1 and 2; a late promotion to rung 2 (its source
     counted below) at rung 2 alone."""
     spans = [(r.promotion.rung if r.promotion else 0, int(r.fidelity.rung or 0))
-             for r in records(study) if r.fidelity is not None]
+             for r in recs if r.fidelity is not None]
     top = max((reached for _, reached in spans), default=-1)
     return [sum(first <= k <= reached for first, reached in spans) for k in range(top + 1)]
 
@@ -241,11 +242,12 @@ def budget_summary(study: optuna.Study, config: SearchConfig, plan: SearchPlan |
                    final: dict[str, Any] | None) -> dict[str, Any]:
     """``summary.json``'s budget keys: the timeout, the ladder, the rungs' trial counts and
     the final fit (``None`` where there was none)."""
+    recs = records(study)
     return {"timeout": config.timeout, "ladder": plan.ladder.to_dict() if plan else None,
             "images_per_second": plan.images_per_second if plan else None,
             "workers_speedup": plan.speedup if plan else None,
-            "rungs": rung_counts(study),
-            "promoted_late": sum(r.promotion is not None for r in records(study)),
+            "rungs": rung_counts(recs),
+            "promoted_late": sum(r.promotion is not None for r in recs),
             "final": final}
 
 

@@ -48,6 +48,13 @@ WAIT_POLL_S = 0.5
 _loaded: dict[tuple[Any, ...], Any] = {}
 
 
+def with_shared(args: tuple[Any, ...], stop_code: Any, rows: Any) -> tuple[Any, ...]:
+    """``args`` with the pool's shared objects in place of :data:`STOP_CODE` and
+    :data:`ROWS` (the same for a waiting process's work and a cold spawn's)."""
+    shared = {STOP_CODE: stop_code, ROWS: rows}
+    return tuple(shared.get(a, a) if isinstance(a, str) else a for a in args)
+
+
 def data_key(config: SearchConfig) -> tuple[Any, ...]:
     return (config.dataset, config.seed, config.image_size, config.train_subset)
 
@@ -144,12 +151,9 @@ class WarmPool:
             if warm.give(target, args, name):
                 return warm
         proc = self._ctx.Process(target=target, name=name, daemon=False,
-                                 args=tuple(self._shared(a) for a in args))
+                                 args=with_shared(args, self.stop_code, self.rows))
         proc.start()
         return proc
-
-    def _shared(self, arg: Any) -> Any:
-        return self.stop_code if arg == STOP_CODE else self.rows if arg == ROWS else arg
 
     def close(self) -> None:
         """End the processes never handed work."""
@@ -224,8 +228,7 @@ def warm_main(conn: Any, preload: dict[str, Any], index: int, stop_code: Any,
     if work is None:
         return
     target, args = work
-    shared = {STOP_CODE: stop_code, ROWS: rows}
-    target(*(shared.get(a, a) if isinstance(a, str) else a for a in args))
+    target(*with_shared(args, stop_code, rows))
 
 
 def _get_ready(config: SearchConfig) -> None:

@@ -228,8 +228,8 @@ class SearchSpace:
             return []
         base = self.baselines[0].params
 
-        kinds = sorted({space_key(k) for k in base if self.params.get(space_key(k)) is not None
-                        and self.params[space_key(k)].tunable})
+        kinds = sorted({key for key in map(space_key, base)
+                        if (param := self.params.get(key)) is not None and param.tunable})
         random.Random(seed).shuffle(kinds)
         per = min(NEIGHBOUR_KINDS, max(1, -(-len(kinds) // count)))
         dealt = [set(kinds[i * per:(i + 1) * per]) for i in range(count)]

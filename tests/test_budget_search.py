@@ -20,7 +20,7 @@ from automl_cnn.device import resolve_device
 from automl_cnn.ladder import Ladder, Rung
 from automl_cnn.ladder import promotable
 from automl_cnn.record import (Fidelity, Outcome, Promotion, TrialRecord, enqueue_promotion,
-                               record_attrs)
+                               record_attrs, records)
 from automl_cnn.results import rank, ranked_trials, rung_of
 from automl_cnn.runners.climb import late_promotions, promote_late
 from automl_cnn.runners.phases import budget_summary, rung_counts
@@ -81,7 +81,7 @@ def test_rungs_promote_the_best_and_stop_the_rest(tmp_path: Path) -> None:
         before = [t.intermediate_values[0] for t in study.get_trials()
                   if 0 in t.intermediate_values and t.number < r.number]
         assert promotable(source.intermediate_values[0], before, 3)
-    assert rung_counts(study)[0] == len(trials) - len(late)  # the source counts at rung 0
+    assert rung_counts(records(study))[0] == len(trials) - len(late)  # the source counts at rung 0
     assert budget_summary(study, runner.config, None, None)["promoted_late"] == len(late)
     # Ranked like with like: every trial that reached rung 1 before any that stopped at rung 0.
     ranked = ranked_trials(study)
