@@ -146,8 +146,10 @@ def _final_brief(final: Any) -> Any:
     return {k: v for k, v in final.items() if k not in ("history", "curve")}
 
 
-def compare(dataset: str, jobs: list[str], *, rounds: int, **kw: Any) -> list[dict[str, Any]]:
-    runs = [run_once(dataset, j, seed=r, **kw) for r in range(rounds) for j in jobs]
+def compare(dataset: str, jobs: list[str], *, rounds: int, seed_from: int = 0,
+            **kw: Any) -> list[dict[str, Any]]:
+    runs = [run_once(dataset, j, seed=seed_from + r, **kw) for r in range(rounds)
+            for j in jobs]
     table = []
     for j in jobs:
         mine = [r for r in runs if r["jobs"] == j]
@@ -185,6 +187,8 @@ def main() -> None:
                              "search); without it, a flat search of full trainings")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--seed-from", type=int, default=0,
+                        help="round r runs with --seed SEED_FROM + r")
     parser.add_argument("--overhead-epochs", type=int, default=0,
                         help="also measure TFLOP/s and the overhead ratio over this many epochs")
     parser.add_argument("--json", type=Path, default=None)
@@ -198,7 +202,8 @@ def main() -> None:
         dataset = resolve_dataset(args.dataset, Path(tmp))
         result: dict[str, Any] = {"dataset": args.dataset, "gpu": gpu,
                                   "cores": len(__import__("os").sched_getaffinity(0))}
-        result["search"] = compare(dataset, args.jobs, rounds=args.rounds, trials=args.trials,
+        result["search"] = compare(dataset, args.jobs, rounds=args.rounds,
+                                   seed_from=args.seed_from, trials=args.trials,
                                    seconds=args.seconds, space=args.space, device=args.device,
                                    gpu=gpu, work=Path(tmp), as_user=args.as_user)
         _write(result, args.json)

@@ -11,6 +11,10 @@
 #                                          # of digits), the CUDA tests, a too-short 60k budget
 #   PART=q bash benchmarks/gpu_check.sh    # ~5 min: digits' timeline; the 60k set at 120 s,
 #                                          # --jobs 8 against --jobs 1
+#   PART=r1 bash benchmarks/gpu_check.sh   # ~8 min: imports with and without bytecode, digits'
+#                                          # timeline both ways, the 60k set at 120 s, seed 1,
+#                                          # --jobs 8 against --jobs 1
+#   PART=r2 bash benchmarks/gpu_check.sh   # ~4.5 min: the same 60k pair with seed 2
 #   CPU_SMOKE=1 OUT=/tmp/gc PART=a bash benchmarks/gpu_check.sh   # here: tiny, CPU, no wheels
 #
 # Every step runs under its own `timeout` (capped by what is left of BUDGET seconds) and writes
@@ -101,7 +105,7 @@ else
 fi
 
 # -- a 60,000-image 28x28 grey set in IDX format (the clutter generator, 10 classes), here ----
-[ "$PART" = p ] || [ "$PART" = q ] || [ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
+[ "$PART" = p ] || [ "$PART" = q ] || [ "$PART" = r1 ] || [ "$PART" = r2 ] || [ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
   step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
 
 if [ "$PART" = a ]; then
@@ -159,6 +163,53 @@ elif [ "$PART" = q ]; then
         $([ "$SMOKE" = 1 ] && echo "--seconds 30 --space tiny --device cpu" || \
           echo "--seconds 120") --as-user --jobs "$J" --json "$RES/set60k_short_jobs$J.json"
   done
+elif [ "$PART" = r1 ] || [ "$PART" = r2 ]; then
+  # -- R. bytecode, and more seeds of the 60k set at 120 s. Until r1 this script ran every
+  #       process with PYTHONDONTWRITEBYTECODE=1 and the wheels installed --no-compile, so every
+  #       process (the command and each worker) compiled optuna, sqlalchemy, plotly and this
+  #       package from source, and whatever the image holds no bytecode for; a user's
+  #       `pip install` compiles once. R1 times the imports that way, runs one small search to
+  #       write the bytecode (PYTHONPYCACHEPREFIX: a folder surely writable), then digits'
+  #       timeline, the 60k set at 120 s with seed 1 (--jobs 8 against --jobs 1) and digits'
+  #       timeline the old way, side by side. R2: the same 60k pair with seed 2.
+  IMPORT_TIMES='import sys, time; t = time.perf_counter(); import lightning.pytorch; a = time.perf_counter(); import automl_cnn.runners.search; print(f"lightning.pytorch {a - t:.3f} s, then automl_cnn.runners.search {time.perf_counter() - a:.3f} s")'
+  if [ "$PART" = r1 ]; then
+    $PY - > "$RES/pyc.txt" 2>&1 <<'EOF2'
+import importlib.util, os, pathlib
+for name in ("torch", "lightning", "torchmetrics", "scipy", "optuna", "sqlalchemy", "automl_cnn"):
+    root = pathlib.Path(importlib.util.find_spec(name).origin).parent
+    py = sum(1 for _ in root.rglob("*.py"))
+    pyc = sum(1 for _ in root.rglob("*.pyc"))
+    print(name, root, "py", py, "pyc", pyc, "writable", os.access(root, os.W_OK))
+EOF2
+    for i in 1 2; do step "imports_nopyc_$i" 40 $PY -c "$IMPORT_TIMES"; done
+  fi
+  unset PYTHONDONTWRITEBYTECODE
+  export PYTHONPYCACHEPREFIX=/tmp/pycache
+  rm -rf /tmp/warmup_run   # r2 on a machine kept warm after r1 found r1's run there
+  step bytecode_warmup 60 automl-cnn search "${DIGITS[@]}" --trials 4 --no-mlflow --no-progress \
+      --out /tmp/warmup_run
+  if [ "$PART" = r1 ]; then
+    for i in 1 2; do step "imports_pyc_$i" 40 $PY -c "$IMPORT_TIMES"; done
+    step timeline_digits_pyc 90 $PY "$B/bench_timeline.py" --json \
+        "$RES/timeline_digits_pyc.json" -- "${DIGITS[@]}" --no-mlflow
+  fi
+  SEED=$([ "$PART" = r1 ] && echo 1 || echo 2)
+  [ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
+    step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
+  for J in "$JOBS_MANY" 1; do
+    step "set60k_short_seed${SEED}_jobs$J" 140 $PY "$B/bench_throughput.py" \
+        --dataset mnist:/tmp/idx60k --seed-from "$SEED" \
+        $([ "$SMOKE" = 1 ] && echo "--seconds 30 --space tiny --device cpu" || \
+          echo "--seconds 120") --as-user --jobs "$J" \
+        --json "$RES/set60k_short_seed${SEED}_jobs$J.json"
+  done
+  if [ "$PART" = r1 ]; then  # the old way, side by side with timeline_digits_pyc
+    unset PYTHONPYCACHEPREFIX
+    export PYTHONDONTWRITEBYTECODE=1
+    step timeline_digits_nopyc 90 $PY "$B/bench_timeline.py" --json \
+        "$RES/timeline_digits_nopyc.json" -- "${DIGITS[@]}" --no-mlflow
+  fi
 else
   # -- 5. the same budget with --jobs 1: too short to search, the first baseline trains alone -
   step set60k_jobs1 330 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
