@@ -7,6 +7,11 @@ with ``step = rung``, and goes on to the next rung only if it is in the top ``1/
 that finished the rung (:func:`automl_cnn.ladder.promotable`), or later, once it is
 (:func:`promote_late`); each rung retrains from scratch on more images, so a rung's score never
 depends on the path that led there.
+
+Beside the sampler, the ladder searches locally: when no trial is queued, every trial the
+sampler drew queues, as it finishes rung 0, one neighbour of the best network so far
+(:func:`queue_local`), so about half the trials after the first neighbours vary a few kinds of
+parameter of the incumbent instead of drawing the whole space.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from automl_cnn.ladder import Rung, promotable
 from automl_cnn.model import build_model
 from automl_cnn.record import Outcome, Promotion, enqueue_promotion, promotion_of, record_of
 from automl_cnn.results import finished_a_rung
+from automl_cnn.search_spaces import SearchSpace
 
 #: A rung that runs this many times longer than planned (plus a few seconds) is stopped: under
 #: a budget, a candidate that cannot train in its share is not a candidate.
@@ -127,6 +133,48 @@ def promoted_before(study: optuna.Study, number: int, promotion: Promotion) -> i
         if t.number < number and other is not None and other.source == promotion.source:
             return t.number
     return None
+
+
+#: The user attribute of a trial queued by :func:`queue_local`: the trial it is a neighbour of.
+LOCAL_ATTR = "automl_cnn.neighbour_of"
+
+
+def incumbent(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The best network so far: of the trials that reported, the one with the best score at
+    the highest rung reported (like with like; running trials count), the earliest on ties."""
+    best, key = None, None
+    for t in trials:
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) \
+                or not t.intermediate_values:
+            continue
+        step = max(t.intermediate_values)
+        if key is None or (step, t.intermediate_values[step]) > key:
+            best, key = t, (step, t.intermediate_values[step])
+    return best
+
+
+def queue_local(study: optuna.Study, space: SearchSpace, *, seed: int) -> int | None:
+    """Queue one neighbour of the :func:`incumbent` (its parameters, with those of up to
+    :data:`~automl_cnn.search_spaces.NEIGHBOUR_KINDS` kinds left to the sampler,
+    :meth:`~automl_cnn.search_spaces.SearchSpace.neighbours`), unless a trial is queued
+    already; the incumbent's number, or None when nothing was queued.
+
+    A short budget buys a few dozen rung-0 trials: too few for a sampler to learn a wide
+    space, where most draws do not learn at all (README, *Where the lottery comes from*), and
+    the networks that beat a strong recipe are found near it. Local search around the best
+    so far is a strong baseline of architecture search (White et al., 2021, "Local search is
+    state of the art for NAS benchmarks"); the sampler still draws the other half."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return None
+    best = incumbent(trials)
+    if best is None:
+        return None
+    (params,) = space.neighbours(1, seed=seed, around=dict(best.params)) or [None]
+    if params is None:
+        return None
+    study.enqueue_trial(params, user_attrs={LOCAL_ATTR: best.number})
+    return best.number
 
 
 def rung_time_cap(rung: Rung, images_per_second: float | None) -> float | None:

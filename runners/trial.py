@@ -55,6 +55,7 @@ from .climb import (
     fit_seconds,
     promote_late,
     promoted_before,
+    queue_local,
     rung_data,
     scoring_seconds,
     rung_scores,
@@ -106,6 +107,8 @@ class TrialRunner:
             r.index: rung_data(data, r, seed=config.seed) for r in self.ladder.rungs}
         self.target = TargetCheck(config, data.input_shape, data.num_classes, device, run_dir)
         self.on_epoch: Callable[[dict[str, float]], None] | None = None  # e.g. a progress bar
+        # Laddered searches alternate the sampler's draws with neighbours of the best so far.
+        self.local_search = not (self.ladder.is_flat or self.ladder.whole)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         if self.stop:
@@ -172,6 +175,11 @@ class TrialRunner:
             if promoted:
                 log.info("trial %d promoted trials %s to rung %d", trial.number, promoted,
                          rung.index + 1)
+            if rung.index == 0 and self.local_search and drawn(trial):
+                around = queue_local(trial.study, self.space,
+                                     seed=self.config.seed * 1_000_003 + trial.number)
+                if around is not None:
+                    log.info("trial %d queued a neighbour of trial %d", trial.number, around)
             if not promotable(float(done.val_acc or 0.0), rung_scores(trial.study, rung.index),
                               self.ladder.eta):
                 reason = f"not in the top 1/{self.ladder.eta} at rung {rung.index}"
@@ -295,6 +303,12 @@ class TrialRunner:
         if history:
             history[-1].update(got)
             self.tracker.log_epoch(number, int(history[-1]["epoch"]), got)
+
+
+def drawn(trial: optuna.Trial) -> bool:
+    """Whether the sampler drew ``trial``: not a baseline, a neighbour, a promotion or a retry
+    (every queued trial carries the parameters it was queued with)."""
+    return not trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
 
 
 def first_rung(record: TrialRecord, ladder: Ladder) -> int:

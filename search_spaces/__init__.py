@@ -204,9 +204,10 @@ class SearchSpace:
         )
         return ArchSpec(blocks=blocks, head=head, train=train)
 
-    def neighbours(self, count: int, *, seed: int) -> list[dict[str, Any]]:
-        """``count`` partial trials around the first baseline: each keeps its parameters but
-        those of a few kinds (every block's filters, say, and the learning rate), which the
+    def neighbours(self, count: int, *, seed: int,
+                   around: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``count`` partial trials around the first baseline (or the trial parameters
+        ``around``): each keeps its parameters but those of a few kinds (every block's filters, say, and the learning rate), which the
         sampler draws. The kinds the baseline sets are shuffled with ``seed`` and dealt out,
         up to :data:`NEIGHBOUR_KINDS` to a trial, so the neighbours together vary each kind
         once where they can.
@@ -224,9 +225,9 @@ class SearchSpace:
         """
         import random
 
-        if not self.baselines or count < 1:
+        if (around is None and not self.baselines) or count < 1:
             return []
-        base = self.baselines[0].params
+        base = self.baselines[0].params if around is None else around
 
         kinds = sorted({key for key in map(space_key, base)
                         if (param := self.params.get(key)) is not None and param.tunable})

@@ -22,19 +22,24 @@ from automl_cnn.ladder import promotable
 from automl_cnn.record import (Fidelity, Outcome, Promotion, TrialRecord, enqueue_promotion,
                                record_attrs, records)
 from automl_cnn.results import rank, ranked_trials, rung_of
-from automl_cnn.runners.climb import late_promotions, promote_late
+from automl_cnn.runners.climb import (LOCAL_ATTR, incumbent, late_promotions, promote_late,
+                                     queue_local)
 from automl_cnn.runners.phases import budget_summary, rung_counts
 from automl_cnn.runners.search import run_search
 from automl_cnn.runners.trial import TrialRunner
-from automl_cnn.search_spaces import load_space
+from automl_cnn.search_spaces import NEIGHBOUR_KINDS, load_space, space_key
 from automl_cnn.tracking import Tracker
 
 
-def _runner(tmp_path: Path, **options: object) -> tuple[TrialRunner, optuna.Study]:
+def _runner(tmp_path: Path, *, local: bool = False,
+            **options: object) -> tuple[TrialRunner, optuna.Study]:
+    """A runner of the tiny space on digits; ``local``: with the ladder's local search (off
+    where a test follows the promotions of a seeded sequence of draws)."""
     config = SearchConfig(space="tiny", mlflow=False, out=str(tmp_path), sampler="random")
     data = load_dataset("digits", seed=0)
     runner = TrialRunner(config, load_space("tiny"), data, resolve_device("cpu"),
                          tracker=Tracker(), run_dir=tmp_path, **options)  # type: ignore[arg-type]
+    runner.local_search = local and runner.local_search
     return runner, optuna.create_study(direction="maximize",
                                        sampler=optuna.samplers.RandomSampler(seed=0))
 
@@ -88,6 +93,53 @@ def test_rungs_promote_the_best_and_stop_the_rest(tmp_path: Path) -> None:
     rungs = [rung_of(t) for t in ranked]
     assert rungs == sorted(rungs, reverse=True) and rungs[0] == 1
     assert len(ranked) == len(trials)
+
+
+def test_the_ladder_alternates_the_samplers_draws_with_neighbours_of_the_best(
+        tmp_path: Path) -> None:
+    ladder = Ladder((Rung(0, 200, 2), Rung(1, 600, 2)), eta=3)
+    runner, study = _runner(tmp_path, local=True, ladder=ladder)
+    study.optimize(runner, n_trials=12, catch=())
+    trials = study.get_trials()
+    local = [t for t in trials if LOCAL_ATTR in t.user_attrs]
+    assert len(local) >= 3
+    space = load_space("tiny")
+    for t in local:
+        queued_by = trials[t.number - 1]  # one worker: the trial before it queued it
+        assert not queued_by.system_attrs.get("fixed_params")  # ... a draw of the sampler
+        around = trials[t.user_attrs[LOCAL_ATTR]]
+        assert around.number < t.number
+        # It kept the incumbent's parameters but those of a few kinds, which were drawn.
+        fixed = t.system_attrs["fixed_params"]
+        assert fixed and all(around.params[k] == v for k, v in fixed.items())
+        changed = {space_key(k) for k in around.params if k not in fixed}
+        assert 1 <= len(changed) <= NEIGHBOUR_KINDS
+        # The incumbent was the best network when it was queued: every earlier trial had
+        # ended, and the one queueing it had reported rung 0 only.
+        rung0_only = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            intermediate_values={0: queued_by.intermediate_values[0]})
+        best = incumbent(trials[:queued_by.number] + [rung0_only])
+        assert (queued_by if best is rung0_only else best).number == around.number
+    # Every other trial at most: a neighbour never queues one in its turn.
+    assert all(LOCAL_ATTR not in trials[t.number - 1].user_attrs for t in local)
+
+
+def test_the_incumbent_is_the_best_at_the_highest_rung_and_one_neighbour_is_queued() -> None:
+    study = optuna.create_study(direction="maximize")
+    space = load_space("tiny")
+    base = dict(space.baselines[0].params)
+    dists = {k: optuna.distributions.CategoricalDistribution([v]) for k, v in base.items()}
+    for number, values in enumerate(({0: 0.9}, {0: 0.5, 1: 0.6}, {0: 0.7, 1: 0.4})):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, params=base, distributions=dists,
+            intermediate_values=values))
+    assert incumbent(study.get_trials()).number == 1  # rung 1 outranks rung 0's 0.9
+    assert queue_local(study, space, seed=0) == 1
+    (queued,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert queued.user_attrs[LOCAL_ATTR] == 1
+    assert queue_local(study, space, seed=1) is None  # one is waiting already
+    assert incumbent([]) is None
 
 
 def test_a_late_promotion_scores_what_its_source_would_have_going_on(tmp_path: Path) -> None:
