@@ -40,6 +40,7 @@ IDENTITY_ATTR = "automl_cnn.identity"  # study: what a joining worker must match
 TARGET_ATTR = "automl_cnn.target_trials"  # study: finished trials the workers aim for
 BASELINE_ATTR = "baseline"  # set when a baseline is enqueued, before the trial runs
 PROMOTION_ATTR = "automl_cnn.promotion"  # set when a late promotion is enqueued (Promotion)
+NEIGHBOUR_ATTR = "automl_cnn.neighbour_of"  # set when the ladder queues a neighbour (number)
 
 
 class Outcome(str, Enum):
@@ -78,6 +79,7 @@ class TrialRecord:
     baseline: str | None = None  # the baseline recipe this trial ran, if any
     limit: str | None = None  # the hard limit an infeasible trial broke ("max_params")
     promotion: Promotion | None = None  # it continues another trial's climb (late promotion)
+    neighbour_of: int | None = None  # the ladder's local search queued it near this trial
     # Read from Optuna's own bookkeeping (never written by to_attrs):
     distributions: Mapping[str, Any] = field(default_factory=dict, compare=False)
     started: datetime | None = field(default=None, compare=False)
@@ -125,7 +127,7 @@ class TrialRecord:
             "pruned_epoch": self.pruned_epoch, "fidelity": _plain(self.fidelity),
             "timings": asdict(self.timings), "worker": _plain(self.worker),
             "baseline": self.baseline, "limit": self.limit,
-            "promotion": _plain(self.promotion),
+            "promotion": _plain(self.promotion), "neighbour_of": self.neighbour_of,
         }
         return out
 
@@ -151,6 +153,7 @@ class TrialRecord:
             baseline=attrs.get("baseline") or trial.user_attrs.get(BASELINE_ATTR),
             limit=attrs.get("limit"),
             promotion=_build(Promotion, attrs.get("promotion")) or promotion_of(trial),
+            neighbour_of=attrs.get("neighbour_of", neighbour_of(trial)),
             distributions=dict(trial.distributions),
             started=trial.datetime_start, finished=trial.datetime_complete)
 
@@ -195,6 +198,17 @@ def enqueue_promotion(study: optuna.Study, source: FrozenTrial, rung: int) -> No
     if name is not None:
         attrs[BASELINE_ATTR] = name
     study.enqueue_trial(dict(source.params), user_attrs=attrs)
+
+
+def enqueue_neighbour(study: optuna.Study, params: dict[str, Any], of: int) -> None:
+    """Queue ``params`` (a partial trial: the sampler draws the rest) as a neighbour of trial
+    ``of`` (the ladder's local search)."""
+    study.enqueue_trial(params, user_attrs={NEIGHBOUR_ATTR: of})
+
+
+def neighbour_of(trial: optuna.Trial | FrozenTrial) -> int | None:
+    """The trial the ladder's local search queued ``trial`` near, if it did."""
+    return trial.user_attrs.get(NEIGHBOUR_ATTR)
 
 
 def promotion_of(trial: optuna.Trial | FrozenTrial) -> Promotion | None:
@@ -318,9 +332,9 @@ def load_config(study: optuna.Study) -> SearchConfig:
     return config
 
 
-__all__ = ["CONFIG_ATTR", "DATASET_ATTR", "IDENTITY_ATTR", "OUTCOMES", "PROMOTION_ATTR",
-           "RECORD_ATTR", "TARGET_ATTR", "DatasetInfo", "Fidelity", "Outcome", "PlanSummary",
+__all__ = ["CONFIG_ATTR", "DATASET_ATTR", "IDENTITY_ATTR", "NEIGHBOUR_ATTR", "OUTCOMES",
+           "PROMOTION_ATTR", "RECORD_ATTR", "TARGET_ATTR", "DatasetInfo", "Fidelity", "Outcome", "PlanSummary",
            "Promotion", "StudyInfo", "Timings", "TrialRecord", "Worker", "baseline_of",
-           "enqueue_baseline", "enqueue_promotion", "limit_of", "load_config",
-           "mark_interrupted", "outcome_of", "promotion_of", "read_study_info", "record_attrs",
+           "enqueue_baseline", "enqueue_neighbour", "enqueue_promotion", "limit_of",
+           "load_config", "mark_interrupted", "neighbour_of", "outcome_of", "promotion_of", "read_study_info", "record_attrs",
            "record_of", "records", "write_record", "write_study_info"]

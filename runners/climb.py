@@ -34,7 +34,8 @@ from automl_cnn.data.registry import balanced_indices
 from automl_cnn.device import Device
 from automl_cnn.ladder import Rung, promotable
 from automl_cnn.model import build_model
-from automl_cnn.record import Outcome, Promotion, enqueue_promotion, promotion_of, record_of
+from automl_cnn.record import (Outcome, Promotion, enqueue_neighbour, enqueue_promotion,
+                               promotion_of, record_of)
 from automl_cnn.results import finished_a_rung
 from automl_cnn.search_spaces import SearchSpace
 
@@ -135,10 +136,6 @@ def promoted_before(study: optuna.Study, number: int, promotion: Promotion) -> i
     return None
 
 
-#: The user attribute of a trial queued by :func:`queue_local`: the trial it is a neighbour of.
-LOCAL_ATTR = "automl_cnn.neighbour_of"
-
-
 def incumbent(trials: list[FrozenTrial]) -> FrozenTrial | None:
     """The best network so far: of the trials that reported, the one with the best score at
     the highest rung reported (like with like; running trials count), the earliest on ties."""
@@ -170,10 +167,10 @@ def queue_local(study: optuna.Study, space: SearchSpace, *, seed: int) -> int | 
     best = incumbent(trials)
     if best is None:
         return None
-    (params,) = space.neighbours(1, seed=seed, around=dict(best.params)) or [None]
-    if params is None:
+    found = space.neighbours(1, seed=seed, around=dict(best.params))
+    if not found:  # nothing of it is the sampler's to vary
         return None
-    study.enqueue_trial(params, user_attrs={LOCAL_ATTR: best.number})
+    enqueue_neighbour(study, found[0], best.number)
     return best.number
 
 

@@ -248,6 +248,7 @@ def budget_summary(study: optuna.Study, config: SearchConfig, plan: SearchPlan |
             "workers_speedup": plan.speedup if plan else None,
             "rungs": rung_counts(recs),
             "promoted_late": sum(r.promotion is not None for r in recs),
+            "neighbours_of_best": sum(r.neighbour_of is not None for r in recs),
             "final": final}
 
 

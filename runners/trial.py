@@ -38,6 +38,7 @@ from automl_cnn.record import (
     TrialRecord,
     Worker,
     baseline_of,
+    neighbour_of,
     promotion_of,
     write_record,
 )
@@ -119,7 +120,7 @@ class TrialRunner:
         record = TrialRecord(number=trial.number, outcome=Outcome.RUNNING,
                              hyperparameters=dict(trial.params), spec=spec,
                              worker=Worker.here(), baseline=baseline_of(trial),
-                             promotion=promotion_of(trial))
+                             promotion=promotion_of(trial), neighbour_of=neighbour_of(trial))
         self.tracker.start_trial(trial.number, dict(trial.params))
         try:
             plan = plan_layers(spec, self.data.input_shape, self.data.num_classes)

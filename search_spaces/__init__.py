@@ -207,10 +207,10 @@ class SearchSpace:
     def neighbours(self, count: int, *, seed: int,
                    around: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """``count`` partial trials around the first baseline (or the trial parameters
-        ``around``): each keeps its parameters but those of a few kinds (every block's filters, say, and the learning rate), which the
-        sampler draws. The kinds the baseline sets are shuffled with ``seed`` and dealt out,
-        up to :data:`NEIGHBOUR_KINDS` to a trial, so the neighbours together vary each kind
-        once where they can.
+        ``around``): each keeps its parameters but those of a few kinds (every block's filters,
+        say, and the learning rate), which the sampler draws. The kinds the baseline sets are
+        shuffled with ``seed`` and dealt out, up to :data:`NEIGHBOUR_KINDS` to a trial, so
+        the neighbours together vary each kind once where they can.
 
         Most of a wide space's corners do not learn in a short training (on clutter, 13 random
         draws of the default space scored 0.04-0.21 validation accuracy at 12 epochs, where

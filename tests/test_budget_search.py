@@ -19,11 +19,10 @@ from automl_cnn.data import load_dataset
 from automl_cnn.device import resolve_device
 from automl_cnn.ladder import Ladder, Rung
 from automl_cnn.ladder import promotable
-from automl_cnn.record import (Fidelity, Outcome, Promotion, TrialRecord, enqueue_promotion,
-                               record_attrs, records)
+from automl_cnn.record import (NEIGHBOUR_ATTR, Fidelity, Outcome, Promotion, TrialRecord,
+                               enqueue_promotion, record_attrs, records)
 from automl_cnn.results import rank, ranked_trials, rung_of
-from automl_cnn.runners.climb import (LOCAL_ATTR, incumbent, late_promotions, promote_late,
-                                     queue_local)
+from automl_cnn.runners.climb import incumbent, late_promotions, promote_late, queue_local
 from automl_cnn.runners.phases import budget_summary, rung_counts
 from automl_cnn.runners.search import run_search
 from automl_cnn.runners.trial import TrialRunner
@@ -101,13 +100,12 @@ def test_the_ladder_alternates_the_samplers_draws_with_neighbours_of_the_best(
     runner, study = _runner(tmp_path, local=True, ladder=ladder)
     study.optimize(runner, n_trials=12, catch=())
     trials = study.get_trials()
-    local = [t for t in trials if LOCAL_ATTR in t.user_attrs]
+    local = [t for t in trials if NEIGHBOUR_ATTR in t.user_attrs]
     assert len(local) >= 3
-    space = load_space("tiny")
     for t in local:
         queued_by = trials[t.number - 1]  # one worker: the trial before it queued it
         assert not queued_by.system_attrs.get("fixed_params")  # ... a draw of the sampler
-        around = trials[t.user_attrs[LOCAL_ATTR]]
+        around = trials[TrialRecord.from_trial(t).neighbour_of]  # its record names it
         assert around.number < t.number
         # It kept the incumbent's parameters but those of a few kinds, which were drawn.
         fixed = t.system_attrs["fixed_params"]
@@ -122,7 +120,8 @@ def test_the_ladder_alternates_the_samplers_draws_with_neighbours_of_the_best(
         best = incumbent(trials[:queued_by.number] + [rung0_only])
         assert (queued_by if best is rung0_only else best).number == around.number
     # Every other trial at most: a neighbour never queues one in its turn.
-    assert all(LOCAL_ATTR not in trials[t.number - 1].user_attrs for t in local)
+    assert all(NEIGHBOUR_ATTR not in trials[t.number - 1].user_attrs for t in local)
+    assert budget_summary(study, runner.config, None, None)["neighbours_of_best"] == len(local)
 
 
 def test_the_incumbent_is_the_best_at_the_highest_rung_and_one_neighbour_is_queued() -> None:
@@ -137,7 +136,7 @@ def test_the_incumbent_is_the_best_at_the_highest_rung_and_one_neighbour_is_queu
     assert incumbent(study.get_trials()).number == 1  # rung 1 outranks rung 0's 0.9
     assert queue_local(study, space, seed=0) == 1
     (queued,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert queued.user_attrs[LOCAL_ATTR] == 1
+    assert TrialRecord.from_trial(queued).neighbour_of == 1
     assert queue_local(study, space, seed=1) is None  # one is waiting already
     assert incumbent([]) is None
 
@@ -179,14 +178,15 @@ def test_a_promotion_queued_twice_trains_once(tmp_path: Path) -> None:
                              "to rung 1")
 
 
-def test_the_summary_line_names_each_rung_and_the_late_promotions() -> None:
+def test_the_summary_line_names_each_rung_the_late_promotions_and_the_neighbours() -> None:
     out = io.StringIO()
     print_budget({"timeout": 720, "wall_seconds": 700.0, "phases": {"search": 500.0},
                   "ladder": {"eta": 3, "rungs": [{"rung": 0, "images": 2040, "epochs": 2},
                                                  {"rung": 1, "images": 3060, "epochs": 4}]},
-                  "rungs": [40, 12], "promoted_late": 3}, out)
+                  "rungs": [40, 12], "promoted_late": 3, "neighbours_of_best": 1}, out)
     assert ("rung 0: 2,040 images x 2 epochs, 40 trials; rung 1: 3,060 images x 4 epochs, "
-            "12 trials; 3 trials promoted late") in out.getvalue()
+            "12 trials; 3 trials promoted late; 1 neighbour of the best so far") \
+        in out.getvalue()
 
 
 def _stopped(number: int, score: float, rung: int = 0) -> optuna.trial.FrozenTrial:

@@ -177,16 +177,22 @@ def test_ctrl_c_leaves_no_running_run_and_a_second_process_reuses_the_parent(
 
 
 # -- small pieces ----------------------------------------------------------------------------
-def test_a_late_promotions_run_names_the_trial_it_goes_on_for(tmp_path: Path) -> None:
+def test_a_late_promotions_and_a_neighbours_runs_name_the_trial_they_come_from(
+        tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = SearchConfig(space="tiny", study_name="late", tracking_uri=uri)
     tracker = MlflowTracker(config)
     tracker.start_search(config, settings={})
     tracker.start_trial(9, {"depth": 1})
-    run_id = tracker.runs[9]
+    tracker.start_trial(10, {"depth": 2})
+    promoted, neighbour = tracker.runs[9], tracker.runs[10]
     tracker.end_trial(TrialRecord(9, Outcome.COMPLETE, promotion=Promotion(4, 1, 4)))
+    tracker.end_trial(TrialRecord(10, Outcome.PRUNED, neighbour_of=9))
     tracker.end_search(status="FINISHED", summary={})
-    assert MlflowClient(uri).get_run(run_id).data.tags["automl_cnn.promoted_from"] == "4"
+    client = MlflowClient(uri)
+    assert client.get_run(promoted).data.tags["automl_cnn.promoted_from"] == "4"
+    assert "automl_cnn.neighbour_of" not in client.get_run(promoted).data.tags
+    assert client.get_run(neighbour).data.tags["automl_cnn.neighbour_of"] == "9"
 
 
 def test_no_mlflow_is_the_null_tracker() -> None:

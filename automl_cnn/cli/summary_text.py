@@ -53,6 +53,11 @@ def late_promotions(n: int) -> str:
     return f"; {n} trial{'' if n == 1 else 's'} promoted late" if n else ""
 
 
+def neighbours_of_best(n: int) -> str:
+    """The ladder line's note of the trials its local search queued."""
+    return f"; {n} neighbour{'' if n == 1 else 's'} of the best so far" if n else ""
+
+
 def print_budget(summary: dict[str, Any], out: Any) -> None:
     """Phases' wall times, the ladder's rungs and the final fit, when there were any."""
     phases = summary.get("phases") or {}
@@ -72,7 +77,8 @@ def print_budget(summary: dict[str, Any], out: Any) -> None:
         print("Fidelity ladder (eta 3): " + "; ".join(
             f"rung {r['rung']}: {r['images']:,} images x {r['epochs']} epochs, "
             f"{held[i] if i < len(held) else 0} trials" for i, r in enumerate(rungs))
-            + late_promotions(summary.get("promoted_late") or 0), file=out)
+            + late_promotions(summary.get("promoted_late") or 0)
+            + neighbours_of_best(summary.get("neighbours_of_best") or 0), file=out)
     final = summary.get("final")
     members = (final or {}).get("members") or []
     together = (final or {}).get("together")

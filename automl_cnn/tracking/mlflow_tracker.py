@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 STATE, REASON, PRUNED_EPOCH = "automl_cnn.state", "automl_cnn.reason", "automl_cnn.pruned_epoch"
 LIMIT = "automl_cnn.limit"  # the hard limit an infeasible trial broke
 PROMOTED_FROM = "automl_cnn.promoted_from"  # a late promotion: the trial whose climb it goes on
+NEIGHBOUR_OF = "automl_cnn.neighbour_of"  # queued by the ladder's local search near this trial
 #: Epoch metrics go out at most this often (seconds) and with the trial's last call: a
 #: sub-second digits trial costs one metrics call, a minutes-long CIFAR epoch shows live.
 SEND_EVERY = 1.0
@@ -171,6 +172,8 @@ class MlflowTracker(Tracker):
                 tags.append(RunTag(LIMIT, record.limit))
             if record.promotion is not None:
                 tags.append(RunTag(PROMOTED_FROM, str(record.promotion.source)))
+            if record.neighbour_of is not None:
+                tags.append(RunTag(NEIGHBOUR_OF, str(record.neighbour_of)))
             self.client.log_batch(run_id, params=self._pending.pop(number, []), tags=tags,
                                   metrics=self._epochs.pop(number, []) + cost_metrics(record))
             self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "FAILED"))
