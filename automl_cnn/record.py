@@ -333,8 +333,9 @@ def load_config(study: optuna.Study) -> SearchConfig:
 
 
 __all__ = ["CONFIG_ATTR", "DATASET_ATTR", "IDENTITY_ATTR", "NEIGHBOUR_ATTR", "OUTCOMES",
-           "PROMOTION_ATTR", "RECORD_ATTR", "TARGET_ATTR", "DatasetInfo", "Fidelity", "Outcome", "PlanSummary",
-           "Promotion", "StudyInfo", "Timings", "TrialRecord", "Worker", "baseline_of",
-           "enqueue_baseline", "enqueue_neighbour", "enqueue_promotion", "limit_of",
-           "load_config", "mark_interrupted", "neighbour_of", "outcome_of", "promotion_of", "read_study_info", "record_attrs",
-           "record_of", "records", "write_record", "write_study_info"]
+           "PROMOTION_ATTR", "RECORD_ATTR", "TARGET_ATTR", "DatasetInfo", "Fidelity", "Outcome",
+           "PlanSummary", "Promotion", "StudyInfo", "Timings", "TrialRecord", "Worker",
+           "baseline_of", "enqueue_baseline", "enqueue_neighbour", "enqueue_promotion",
+           "limit_of", "load_config", "mark_interrupted", "neighbour_of", "outcome_of",
+           "promotion_of", "read_study_info", "record_attrs", "record_of", "records",
+           "write_record", "write_study_info"]
