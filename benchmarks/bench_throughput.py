@@ -132,6 +132,9 @@ def run_once(dataset: str, jobs: str, *, trials: int | None, seconds: float | No
             first + search, first + search + ((summary.get("phases") or {}).get("final_fit")
                                               or 0.0)),
         "best_val_acc": (summary.get("best") or {}).get("value"),
+        # which trial the search kept, at which rung (the space's baselines are its first)
+        "best_trial": (summary.get("best") or {}).get("trial"),
+        "best_rung": (summary.get("best") or {}).get("rung"),
         "test_acc": (summary.get("test") or {}).get("accuracy"),
         "plan": {k: summary.get(k) for k in ("phases", "ladder", "rungs", "images_per_second",
                                              "workers_speedup", "timeout")},

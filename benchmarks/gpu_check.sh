@@ -15,6 +15,12 @@
 #                                          # timeline both ways, the 60k set at 120 s, seed 1,
 #                                          # --jobs 8 against --jobs 1
 #   PART=r2 bash benchmarks/gpu_check.sh   # ~4.5 min: the same 60k pair with seed 2
+#   PART=s bash benchmarks/gpu_check.sh    # ~9 min: does the search itself earn its time where a
+#                                          # budget buys one? clutter:6000 at 90 s, seeds 0, 1:
+#                                          # the command with --jobs 8 (it searches), the same
+#                                          # with the search turned off (the first baseline and
+#                                          # its seed twins, averaged), and that with --jobs 1
+#                                          # (the first baseline alone: the person's recipe)
 #   CPU_SMOKE=1 OUT=/tmp/gc PART=a bash benchmarks/gpu_check.sh   # here: tiny, CPU, no wheels
 #
 # Every step runs under its own `timeout` (capped by what is left of BUDGET seconds) and writes
@@ -105,7 +111,8 @@ else
 fi
 
 # -- a 60,000-image 28x28 grey set in IDX format (the clutter generator, 10 classes), here ----
-[ "$PART" = p ] || [ "$PART" = q ] || [ "$PART" = r1 ] || [ "$PART" = r2 ] || [ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
+[ "$PART" = p ] || [ "$PART" = q ] || [ "$PART" = r1 ] || [ "$PART" = r2 ] || [ "$PART" = s ] || \
+  [ -s /tmp/idx60k/train-images-idx3-ubyte.gz ] || \
   step idx60k 40 $PY "$B/make_idx_set.py" --idx /tmp/idx60k "${IDX[@]}" --size 28 --classes 10
 
 if [ "$PART" = a ]; then
@@ -210,6 +217,40 @@ EOF2
     step timeline_digits_nopyc 90 $PY "$B/bench_timeline.py" --json \
         "$RES/timeline_digits_nopyc.json" -- "${DIGITS[@]}" --no-mlflow
   fi
+elif [ "$PART" = s ]; then
+  # -- S. the searched regime on a GPU (issue 10): on clutter:6000 (5,100 training images, 20
+  #       classes, where the architecture matters) 90 s with 8 workers buys ~50 full
+  #       trainings, so the command searches (flat, pruned). The other arms turn the search
+  #       off (a benchmark-only sitecustomize raises the trainings a search needs): with 8
+  #       workers the first baseline and two seed twins train at once and are averaged, as a
+  #       budget too short to search gets; with --jobs 1 the first baseline trains alone for
+  #       the whole budget (the person's recipe at equal wall time). Search against no search
+  #       at 8 workers tells what the search itself adds on top of filling the card.
+  unset PYTHONDONTWRITEBYTECODE
+  export PYTHONPYCACHEPREFIX=/tmp/pycache
+  rm -rf /tmp/warmup_run
+  step bytecode_warmup 60 automl-cnn search "${DIGITS[@]}" --trials 4 --no-mlflow --no-progress \
+      --out /tmp/warmup_run
+  mkdir -p /tmp/nosearch
+  echo 'import automl_cnn.ladder as L; L.MIN_SEARCH_TRAININGS = L.MIN_SMALL_SEARCH_TRAININGS = 10**6' \
+      > /tmp/nosearch/sitecustomize.py
+  if [ "$SMOKE" = 1 ]; then
+    SET_S=(--dataset clutter:3000 --seconds 45 --space tiny --device cpu); MANY_S=2
+  else
+    SET_S=(--dataset clutter:6000 --seconds 90); MANY_S=8
+  fi
+  for SEED in 0 1; do
+    step "clutter_search_seed${SEED}_jobs$MANY_S" 120 $PY "$B/bench_throughput.py" \
+        "${SET_S[@]}" --seed-from "$SEED" --as-user --jobs "$MANY_S" \
+        --json "$RES/clutter_search_seed${SEED}_jobs$MANY_S.json"
+    step "clutter_nosearch_seed${SEED}_jobs$MANY_S" 120 env PYTHONPATH=/tmp/nosearch:$PYTHONPATH \
+        $PY "$B/bench_throughput.py" "${SET_S[@]}" --seed-from "$SEED" --as-user \
+        --jobs "$MANY_S" --json "$RES/clutter_nosearch_seed${SEED}_jobs$MANY_S.json"
+    [ "$SEED" = 0 ] && step "clutter_nosearch_seed${SEED}_jobs1" 120 \
+        env PYTHONPATH=/tmp/nosearch:$PYTHONPATH $PY "$B/bench_throughput.py" \
+        "${SET_S[@]}" --seed-from "$SEED" --as-user --jobs 1 \
+        --json "$RES/clutter_nosearch_seed${SEED}_jobs1.json"
+  done
 else
   # -- 5. the same budget with --jobs 1: too short to search, the first baseline trains alone -
   step set60k_jobs1 330 $PY "$B/bench_throughput.py" --dataset mnist:/tmp/idx60k \
