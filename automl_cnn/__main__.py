@@ -1,5 +1,3 @@
-import sys
+from automl_cnn.cli import entry
 
-from automl_cnn.cli import main
-
-sys.exit(main())
+entry()

@@ -73,7 +73,9 @@ def summarise(marks: dict[str, list[tuple[float, str]]], wall: float) -> dict[st
                         "data": at.get("worker data on the device"),
                         "ready": at.get("worker ready"),
                         "first_trial": trials[0] if trials else None,
-                        "first_step": at.get("first training step"), "trials": len(trials)})
+                        "first_step": at.get("first training step"), "trials": len(trials),
+                        # its work ended here; the parent sees the process end later
+                        "done": at.get("worker done")})
     steps = [t for rows in marks.values() for t, e in rows if e == "first training step"]
     return {"wall_s": round(wall, 3), "first_step_s": min(steps) if steps else None,
             "command": {e: t for e, t in sorted(first.items(), key=lambda kv: kv[1])},

@@ -298,6 +298,7 @@ def worker_main(config_dict: dict[str, Any], index: int, device_name: str, threa
         status = "KILLED"
     finally:
         tracker.end_search(status="KILLED" if stop else status, summary={})
+        mark(f"worker {index}: done")
 
 
 def _worker_setup(config: SearchConfig, stop: Any,

@@ -56,5 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry() -> None:
+    """The ``automl-cnn`` console script (and ``python -m automl_cnn``): :func:`main`, then an
+    exit that does not spend a second collecting what the process is about to drop
+    (:func:`automl_cnn.ending.end_quickly`)."""
+    code = main()
+    from automl_cnn.ending import end_quickly
+
+    end_quickly()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
