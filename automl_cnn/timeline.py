@@ -14,9 +14,13 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 ENV = "AUTOML_CNN_TIMELINE"
+#: Set when this process trains its first step (:mod:`automl_cnn.training`): work that can
+#: wait, such as MLflow's set-up (:mod:`automl_cnn.tracking.deferred`), starts then.
+first_step = threading.Event()
 
 
 def mark(event: str) -> None:
@@ -29,4 +33,4 @@ def mark(event: str) -> None:
         out.write(f"{time.time():.4f} {os.getpid()} {event}\n")
 
 
-__all__ = ["ENV", "mark"]
+__all__ = ["ENV", "first_step", "mark"]

@@ -25,7 +25,7 @@ from automl_cnn.callbacks import (Deadline, EpochEnd, StopCheck,
 from automl_cnn.device import Device
 from automl_cnn.evaluation import evaluate, evaluate_checkpoint, scoring_batch, with_val_in_train
 from automl_cnn.recipes import optimizer_for, schedule_for
-from automl_cnn.timeline import mark
+from automl_cnn.timeline import first_step, mark
 
 if TYPE_CHECKING:
     from automl_cnn.data import ImageSplits
@@ -81,6 +81,7 @@ def _first_step() -> None:
     global _stepped
     _stepped = True
     mark("first training step")
+    first_step.set()
 
 
 class CNNModule(L.LightningModule):

@@ -71,12 +71,37 @@ def test_a_setup_error_is_raised_once_by_the_next_hook() -> None:
     def build() -> Tracker:
         raise UserError("cannot open the MLflow tracking store x")
 
-    tracker = DeferredTracker(build)
+    tracker = DeferredTracker(build, wait=0.0)  # begins at once
     tracker._done.wait(30)  # the setup has failed by now
     with pytest.raises(UserError, match="cannot open the MLflow tracking store x"):
         tracker.start_trial(0, {})
     tracker.log_epoch(0, 0, {})  # then nothing more is recorded, as when make_tracker raised
     tracker.end_search(status="FAILED", summary={})
+
+
+def test_the_setup_begins_at_the_first_step_or_when_a_hook_needs_it() -> None:
+    """MLflow's import waits for the first training step (it would slow the step's set-up),
+    unless a hook needs the tracker first, or nothing trains for ``wait`` seconds."""
+    built: list[str] = []
+
+    def build() -> Tracker:
+        built.append(threading.current_thread().name)
+        return Recording()
+
+    step = threading.Event()
+    stepped = DeferredTracker(build, start=step, wait=600)
+    stepped.start_trial(0, {})
+    stepped._done.wait(0.3)
+    assert built == []  # no step yet: the setup has not begun
+    step.set()
+    assert stepped._done.wait(30) and built == ["automl-cnn-tracking-setup"]
+
+    needed = DeferredTracker(build, start=threading.Event(), wait=600)
+    needed.ready()  # nothing trained, but the tracker is needed: it is built now
+    assert len(built) == 2
+
+    idle = DeferredTracker(build, start=threading.Event(), wait=0.05)
+    assert idle._done.wait(30) and len(built) == 3  # nothing trained for `wait` seconds
 
 
 @pytest.mark.slow

@@ -3,7 +3,12 @@ training step: importing MLflow and opening (creating, migrating) its store take
 as long as the whole start-up without them.
 
 :class:`DeferredTracker` builds the real tracker on its own thread, started by
-:func:`~automl_cnn.tracking.make_tracker` before the study is opened. While that runs, the
+:func:`~automl_cnn.tracking.make_tracker` before the study is opened. The thread waits to
+begin until the process trains its first step (``start``, at most ``wait`` seconds; a hook
+that needs the tracker starts it at once): importing MLflow takes the interpreter's lock
+most of the time, and beside the first trial's set-up it delayed the first step by 0.3 s
+of 3.3 on the development machine, where beside training it costs the step nothing it
+waits for. While the setup runs, the
 light hooks (``start_search``, ``start_trial``, ``log_plan``, ``log_epoch``, ``end_trial``) are
 queued, in order, and the same thread replays them once the tracker exists; training does not
 wait. The hooks that carry a model, close runs or end the search (``new_best``,
@@ -23,9 +28,11 @@ Example:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from automl_cnn.timeline import first_step
 from automl_cnn.tracking import Tracker
 
 if TYPE_CHECKING:
@@ -38,14 +45,19 @@ if TYPE_CHECKING:
     from automl_cnn.shapes import LayerPlan
 
 Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+#: The setup begins by then even if nothing trains (a study resumed with nothing left to do).
+WAIT_S = 10.0
 
 
 class DeferredTracker(Tracker):
     """The tracker ``build()`` returns, built on a background thread (see the module's
     docstring). ``build`` raises what the tracker's construction raises."""
 
-    def __init__(self, build: Callable[[], Tracker]) -> None:
+    def __init__(self, build: Callable[[], Tracker], *, start: threading.Event = first_step,
+                 wait: float = WAIT_S) -> None:
         self._lock = threading.Lock()
+        self._start, self._wait = start, wait
+        self._needed = threading.Event()  # a hook waits for the tracker: begin now
         self._queue: list[Call] = []  # hooks called before the tracker was ready, in order
         self._tracker: Tracker | None = None  # set once the setup and the queue are done
         self._error: BaseException | None = None  # raised by the next hook, once
@@ -58,6 +70,10 @@ class DeferredTracker(Tracker):
 
     # -- the background thread ----------------------------------------------------------------
     def _set_up(self, build: Callable[[], Tracker]) -> None:
+        began = time.monotonic()
+        while not (self._start.is_set() or self._needed.is_set()) \
+                and time.monotonic() - began < self._wait:
+            self._needed.wait(0.02)
         try:
             tracker = build()
         except BaseException as exc:  # raised by the next hook, on the caller's thread
@@ -91,6 +107,7 @@ class DeferredTracker(Tracker):
 
     def _now(self) -> Tracker:
         """The set-up tracker, after every queued hook; raises a pending setup error."""
+        self._needed.set()
         self._done.wait()
         with self._lock:
             error, self._error = self._error, None
