@@ -15,7 +15,8 @@
 #                                          # timeline both ways, the 60k set at 120 s, seed 1,
 #                                          # --jobs 8 against --jobs 1
 #   PART=r2 bash benchmarks/gpu_check.sh   # ~4.5 min: the same 60k pair with seed 2
-#   PART=s bash benchmarks/gpu_check.sh    # ~9 min: does the search itself earn its time where a
+#   PART=s bash benchmarks/gpu_check.sh    # ~9.5 min: digits' timeline (--trials 100), then:
+#                                          # does the search itself earn its time where a
 #                                          # budget buys one? clutter:6000 at 90 s, seeds 0, 1:
 #                                          # the command with --jobs 8 (it searches), the same
 #                                          # with the search turned off (the first baseline and
@@ -231,6 +232,9 @@ elif [ "$PART" = s ]; then
   rm -rf /tmp/warmup_run
   step bytecode_warmup 60 automl-cnn search "${DIGITS[@]}" --trials 4 --no-mlflow --no-progress \
       --out /tmp/warmup_run
+  # digits' --trials 100 (issue 11's <= 15 s) with the quick exits (automl_cnn/ending.py)
+  step timeline_digits 60 $PY "$B/bench_timeline.py" --json "$RES/timeline_digits.json" -- \
+      "${DIGITS[@]}" --no-mlflow
   mkdir -p /tmp/nosearch
   echo 'import automl_cnn.ladder as L; L.MIN_SEARCH_TRAININGS = L.MIN_SMALL_SEARCH_TRAININGS = 10**6' \
       > /tmp/nosearch/sitecustomize.py
