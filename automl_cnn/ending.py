@@ -3,10 +3,10 @@
 At exit CPython clears every module and runs its cyclic garbage collector over what is left,
 more than once. A process that imported torch and Lightning tracks about a million objects, so
 those passes take a second of wall time after the work is done: on the 2-core development
-machine the interpreter's exit alone took 0.34 s after ``import torch``, 1.0 s after ``import
-lightning.pytorch``, and a 5-trial search ended 0.7-1.1 s later than its work (2.3 s with
-MLflow imported) for nothing (``benchmarks/bench_exit.py``). Every worker process of ``--jobs
-N`` paid the same before the parent saw it end.
+machine (``benchmarks/bench_exit.py``, medians of 5) the interpreter's exit alone took 0.44 s
+after ``import torch``, 1.06 s after ``import lightning.pytorch`` and 1.37 s with MLflow too,
+and a 5-trial search ended 1.26 s after writing its summary (2.20 s with MLflow), for nothing.
+Every worker process of ``--jobs N`` paid the same before the parent saw it end.
 
 :func:`end_quickly` collects the garbage there is, so its finalisers run as they would at
 exit, then freezes every surviving object (:func:`gc.freeze`): the exit then leaves them to

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from automl_cnn.config import SearchConfig
+from automl_cnn.ending import end_quickly
 from automl_cnn.timeline import mark
 
 log = logging.getLogger(__name__)
@@ -236,8 +237,6 @@ def run_then_end(target: Any, *args: Any) -> None:
     process to end, so the second its exit would spend collecting garbage is skipped
     (:func:`automl_cnn.ending.end_quickly`)."""
     target(*args)
-    from automl_cnn.ending import end_quickly
-
     end_quickly()
 
 

@@ -25,6 +25,7 @@ from automl_cnn.results import rank, ranked_trials, rung_of
 from automl_cnn.runners.climb import incumbent, late_promotions, promote_late, queue_local
 from automl_cnn.runners.phases import budget_summary, rung_counts
 from automl_cnn.runners.search import run_search
+from automl_cnn.storage import make_storage
 from automl_cnn.runners.trial import TrialRunner
 from automl_cnn.search_spaces import NEIGHBOUR_KINDS, load_space, space_key
 from automl_cnn.tracking import Tracker
@@ -290,7 +291,7 @@ def test_a_budget_too_short_to_search_trains_the_first_baseline_for_all_of_it(
     assert ladder["whole"] and "full trainings" in ladder["reason"]
     assert summary["trials"] == 1 and summary["counts"]["complete"] == 1  # none left waiting
     assert summary["final"] is None and summary["test"]["model"] == "search"
-    study = optuna.load_study(study_name=None, storage=_journal(out))
+    study = optuna.load_study(study_name=None, storage=make_storage(f"journal:{out / 'study.journal'}"))
     record = TrialRecord.from_trial(study.trials[0])
     assert record.baseline == load_space("default").baselines[0].name
     # It trains until the deadline (its schedule runs by the clock), however many epochs
@@ -428,12 +429,6 @@ def test_too_short_to_search_under_a_limit_trains_a_baseline_that_fits(tmp_path:
     assert summary["ladder"]["whole"]
     assert summary["counts"]["complete"] == 1 and summary["counts"]["over_limit"] >= 1
     assert summary["best"]["params"] <= 50_000 and summary["test"]["accuracy"] is not None
-
-
-def _journal(out: Path) -> optuna.storages.JournalStorage:
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(str(out / "study.journal")))
 
 
 def test_trials_without_timeout_keep_their_meaning(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from automl_cnn.config import SearchConfig
 from automl_cnn.runners import warm
+from automl_cnn.storage import make_storage
 
 from test_tracking import check_tracked
 
@@ -76,11 +77,6 @@ def test_the_console_entry_keeps_its_exit_code_and_writes_everything(tmp_path: P
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stderr
     assert (out / "summary.json").exists() and (out / "report.html").exists()
-    study = optuna.load_study(study_name=None, storage=_journal(out / "study.journal"))
+    study = optuna.load_study(study_name=None,
+                              storage=make_storage(f"journal:{out / 'study.journal'}"))
     check_tracked(MlflowClient(uri), study, experiment="ending", tmp_path=tmp_path)
-
-
-def _journal(path: Path) -> optuna.storages.JournalStorage:
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))

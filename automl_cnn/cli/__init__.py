@@ -13,6 +13,8 @@ import os
 import sys
 import textwrap
 
+from automl_cnn.ending import end_quickly
+
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS = ("search", "best", "export", "retrain", "ui", "dashboard")
 
@@ -61,8 +63,6 @@ def entry() -> None:
     exit that does not spend a second collecting what the process is about to drop
     (:func:`automl_cnn.ending.end_quickly`)."""
     code = main()
-    from automl_cnn.ending import end_quickly
-
     end_quickly()
     sys.exit(code)
 

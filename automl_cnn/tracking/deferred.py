@@ -5,10 +5,10 @@ as long as the whole start-up without them.
 :class:`DeferredTracker` builds the real tracker on its own thread, started by
 :func:`~automl_cnn.tracking.make_tracker` before the study is opened. The thread waits to
 begin until the process trains its first step (``start``, at most ``wait`` seconds; a hook
-that needs the tracker starts it at once): importing MLflow takes the interpreter's lock
-most of the time, and beside the first trial's set-up it delayed the first step by 0.3 s
-of 3.3 on the development machine, where beside training it costs the step nothing it
-waits for. While the setup runs, the
+that needs the tracker starts it at once): importing MLflow holds the interpreter's lock
+most of the time, and run beside the first trial's set-up it delayed the first step by up
+to 0.3 s of 3.3 on the development machine; run beside training, it delays no first step.
+While the setup runs, the
 light hooks (``start_search``, ``start_trial``, ``log_plan``, ``log_epoch``, ``end_trial``) are
 queued, in order, and the same thread replays them once the tracker exists; training does not
 wait. The hooks that carry a model, close runs or end the search (``new_best``,
