@@ -19,6 +19,9 @@ from automl_cnn.strategies import PRUNERS, SAMPLERS
 #: Objective name -> Optuna direction. Several objectives make a multi-objective study.
 LADDERS = ("auto", "off")
 TTA_MODES = ("auto", "off")  # see automl_cnn.final_fit.with_tta
+#: --precision: auto (bf16 mixed where the device computes bf16 natively, else fp32), 32 (fp32
+#: everywhere), bf16 (bf16 mixed; emulated, and slow, on a CPU without it). automl_cnn.device.
+PRECISIONS = ("auto", "32", "bf16")
 MAX_ENSEMBLE = 8  # --ensemble: each member is a final fit, and the model runs them all
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize",
               "latency": "minimize"}  # latency: measured ms per forward on the latency device
@@ -44,6 +47,9 @@ class SearchConfig:
     study_name: str | None = None  # None: "<dataset>-<space>"
     seed: int = 0
     device: str = "auto"
+    # auto: bf16 mixed precision on a GPU and on a CPU that computes bf16 natively (AVX-512
+    # BF16, AMX), else fp32; 32: fp32; bf16: bf16 mixed (automl_cnn.device).
+    precision: str = "auto"
     out: str | None = None  # None: runs/<study name>
     objectives: tuple[str, ...] = ("val_acc",)
     keep: int = 3  # weights kept for the best `keep` trials
@@ -155,6 +161,7 @@ class SearchConfig:
                             "final fit, e.g. 0.5.")
         _one_of("ladder", self.ladder, LADDERS)
         _one_of("tta", self.tta, TTA_MODES)
+        _one_of("precision", self.precision, PRECISIONS)
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or not (
                 1 <= self.ensemble <= MAX_ENSEMBLE):
             raise UserError(f"--ensemble must be a whole number from 1 to {MAX_ENSEMBLE}, but got "

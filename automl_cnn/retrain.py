@@ -102,11 +102,13 @@ def _fit_and_keep(spec: ArchSpec, data: ImageSplits, device: Device, seed: int, 
 
 
 def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: int = 3,
-            device: str = "auto", study_name: str | None = None) -> RetrainResult:
+            device: str = "auto", study_name: str | None = None,
+            precision: str = "auto") -> RetrainResult:
     """Train ``rank``'s architecture ``seeds`` times from scratch on train+val; score on test.
 
     ``epochs`` defaults to the epoch count the search found. Checkpoints go to
-    ``RUN_DIR/retrained/trial-NNNN-seedS`` (seeds 0..seeds-1).
+    ``RUN_DIR/retrained/trial-NNNN-seedS`` (seeds 0..seeds-1). ``precision`` as the search's
+    ``--precision`` (:func:`automl_cnn.device.resolve_device`).
     """
     from automl_cnn.data import load_dataset
     from automl_cnn.device import resolve_device
@@ -122,7 +124,7 @@ def retrain(source: Source, rank: int = 0, *, epochs: int | None = None, seeds: 
     trial = src.trial(rank)
     spec = src.spec(rank)
     spec = replace(spec, train=replace(spec.train, epochs=epochs or spec.train.epochs))
-    dev = resolve_device(device)
+    dev = resolve_device(device, precision)
     # The whole training split (no --train-subset): retraining is where all the data pays off.
     data = load_dataset(src.config.dataset, seed=src.config.seed,
                         image_size=src.config.image_size)

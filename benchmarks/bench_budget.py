@@ -15,7 +15,9 @@ Arms, each a real command timed from outside (imports, data, search, final fit, 
   (8x its recipe's epochs): a person who trains the one recipe for the whole budget, however
   long that is;
 - (d) ``random``: random search without pruning, no ladder, no final fit;
-- (a/3): the ladder arm at a third of the budget, to compare with (d) at the full budget.
+- (a/3): the ladder arm at a third of the budget, to compare with (d) at the full budget;
+- a search arm with ``#P`` appended (``a#32``, ``d#bf16``) runs with ``--precision P``
+  (the others train in ``--precision auto``: bf16 on a CPU with native bf16).
 
 Defaults are the issue's plan (~90 minutes on a 2-core CPU): the harder built-in set at 2 and
 6 minutes (3 seeds for a and c, 1 for b and d) and digits at 1 minute. Shrink with flags:
@@ -45,6 +47,7 @@ BASELINES = 3  # the default space's enqueued baselines
 
 
 def search_cmd(arm: str, dataset: str, budget: float, seed: int, out: Path) -> list[str]:
+    arm, _, precision = arm.partition("#")
     cmd = [sys.executable, "-m", "automl_cnn", "search", "--dataset", dataset, "--seed",
            str(seed), "--timeout", f"{budget:g}", "--out", str(out), "--no-progress",
            "--no-mlflow", "--jobs", "1"]
@@ -54,7 +57,7 @@ def search_cmd(arm: str, dataset: str, budget: float, seed: int, out: Path) -> l
         cmd += ["--ladder", "off", "--no-final-fit"]
     if arm == "d":
         cmd += ["--ladder", "off", "--no-final-fit", "--sampler", "random", "--pruner", "none"]
-    return cmd
+    return cmd + (["--precision", precision] if precision else [])
 
 
 def run(cmd: list[str], out: Path) -> tuple[float, int]:
@@ -67,13 +70,15 @@ def run(cmd: list[str], out: Path) -> tuple[float, int]:
 
 
 def search_row(arm: str, dataset: str, budget: float, seed: int, root: Path) -> dict[str, Any]:
-    out = root / f"{dataset}-{budget:g}-{arm.replace('/', '_').replace('@', '_')}-s{seed}"
+    name = arm.replace('/', '_').replace('@', '_').replace('#', '_')
+    out = root / f"{dataset}-{budget:g}-{name}-s{seed}"
     wall, code = run(search_cmd(arm, dataset, budget, seed, out), out)
     summary = json.loads((out / "summary.json").read_text()) if code == 0 else {}
     test = (summary.get("test") or {}).get("accuracy")
     ladder = summary.get("ladder") or {}
     return {"arm": arm, "dataset": dataset, "budget": budget, "seed": seed,
             "wall": round(wall, 1), "code": code, "test": test,
+            "precision": summary.get("precision"),
             "val": (summary.get("best") or {}).get("value"),
             "trials": summary.get("trials"), "counts": summary.get("counts"),
             "rungs": summary.get("rungs"), "ladder": [
@@ -224,7 +229,8 @@ def main() -> None:
     for dataset, budget in plan:
         for seed in range(args.seed_from, max(args.seeds_ac, args.seeds_bd)):  # interleaved
             for arm in arms:
-                seeds = (args.seeds_ac if arm[0] in ("a", "c", "C") and arm != "a/3"
+                seeds = (args.seeds_ac if arm[0] in ("a", "c", "C")
+                         and not arm.startswith("a/3")
                          else args.seeds_bd)
                 if seed < seeds:  # (c): one job per baseline
                     others = args.seeds_ac if args.c_other_seeds is None else args.c_other_seeds
@@ -237,7 +243,7 @@ def main() -> None:
         arm, dataset, budget, seed, index = job
         new = (baseline_rows(dataset, budget, seed, root, index, uncapped=arm == "C")
                if arm in ("c", "C") else
-               [search_row(arm, dataset, budget / 3 if arm == "a/3" else budget, seed, root)])
+               [search_row(arm, dataset, budget / 3 if arm.startswith("a/3") else budget, seed, root)])
         for r in new:
             r["budget"] = budget  # a/3 is listed under the budget it is compared at
             print(json.dumps(r), flush=True)

@@ -285,7 +285,7 @@ def member_main(config_dict: dict[str, Any], spec_dict: dict[str, Any], seed: in
     torch.set_num_threads(threads)
     silence_lightning()
     config = SearchConfig.from_dict(config_dict)
-    device = resolve_device(device_name)
+    device = resolve_device(device_name, config.precision)
     data = load_data(config).to(device.torch_device)  # loaded already in a warm process
     spec = ArchSpec.from_dict(spec_dict)
     parent = os.getppid()

@@ -318,7 +318,7 @@ def _worker_setup(config: SearchConfig, stop: Any,
     mark("worker: imported")
     silence_lightning()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space, device = load_space(config.space), resolve_device(config.device)
+    space, device = load_space(config.space), resolve_device(config.device, config.precision)
     data = load_data(config).to(device.torch_device)  # loaded already in a warm process
     mark("worker: data on the device")
     study = open_study(config, space, create=False)  # a sampler seeded per worker (PID)

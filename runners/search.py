@@ -69,7 +69,7 @@ def prepare(config: SearchConfig, *, resume: bool,
     """Everything that can fail on user input, before any file is written or any training."""
     config.check()
     space = load_space(config.space)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, config.precision)
     latency_target(config, device)  # a --latency-device GPU that is not there fails here
     sharing_table()  # a malformed $AUTOML_CNN_GPU_SHARING fails here, on any device
     data = load_search_data(config)
@@ -338,6 +338,7 @@ def finish(study: optuna.Study, config: SearchConfig, data: ImageSplits, device:
     summary = summarize(study)
     summary.update(interrupted=interrupted, run_dir=str(run_dir), test=None,
                    storage=without_password(config.storage_url), device=device.torch_device,
+                   precision=device.precision,
                    **budget_summary(study, config, plan, final), **front_summary(study, config))
     rundir = RunDir(run_dir)
     front = {p["trial"] for p in summary["pareto"]} if config.multi_objective else set()

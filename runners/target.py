@@ -235,7 +235,8 @@ def fitted_baselines(config: SearchConfig, space: Any, data: Any) -> list[tuple[
     from automl_cnn.device import resolve_device
 
     check = TargetCheck(config, data.input_shape, data.num_classes,
-                        resolve_device(config.device), config.run_dir)
+                        resolve_device(config.device, config.precision),
+                        config.run_dir)
     return shrunk_baselines(space, check, flip_ok=data.flip_ok)
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from automl_cnn.data import DeviceBatches, augment_batch, load_dataset
-from automl_cnn.device import resolve_device
+from automl_cnn.device import cpu_has_bf16, resolve_device
 from automl_cnn.errors import UserError
 
 
@@ -68,7 +68,12 @@ def test_flip_mirrors_about_half_the_images() -> None:
 
 
 def test_device_resolution_on_a_cpu_machine() -> None:
-    assert resolve_device("cpu").precision == "32-true"
+    # auto trains in bf16 where the CPU computes it natively, else in fp32; both can be asked for
+    assert resolve_device("cpu").precision == ("bf16-mixed" if cpu_has_bf16() else "32-true")
+    assert resolve_device("cpu", "32").precision == "32-true"
+    assert resolve_device("cpu", "bf16").precision == "bf16-mixed"
+    with pytest.raises(UserError, match="unknown precision 'fp8'.*auto, 32, bf16"):
+        resolve_device("cpu", "fp8")
     auto = resolve_device("auto")
     if torch.cuda.is_available():
         assert auto.accelerator == "gpu" and auto.precision in ("bf16-mixed", "16-mixed")
@@ -76,3 +81,13 @@ def test_device_resolution_on_a_cpu_machine() -> None:
         assert auto.torch_device == "cpu"
         with pytest.raises(UserError, match="no CUDA device"):
             resolve_device("gpu")
+
+
+def test_cpu_autocast_computes_in_bf16_only_when_asked() -> None:
+    conv = torch.nn.Conv2d(1, 4, 3)
+    x = torch.rand(2, 1, 8, 8)
+    with resolve_device("cpu", "bf16").autocast():
+        assert conv(x).dtype == torch.bfloat16
+    with resolve_device("cpu", "32").autocast():
+        assert conv(x).dtype == torch.float32
+    assert conv.weight.dtype == torch.float32  # autocast never changes the weights' kind

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
+from automl_cnn.api import load_best
 from automl_cnn.cli import main
 from automl_cnn.config import SearchConfig
 from automl_cnn.record import TrialRecord, records
@@ -133,6 +135,20 @@ def test_resume_adds_trials_to_the_same_study(tmp_path: Path) -> None:
     assert [t.params for t in again.trials[:3]] == first_params
 
 
+@pytest.mark.parametrize(("precision", "trained_in"), [("32", "32-true"), ("bf16", "bf16-mixed")])
+def test_either_precision_trains_a_search_and_hands_over_fp32_weights(
+        tmp_path: Path, precision: str, trained_in: str) -> None:
+    out = tmp_path / "run"
+    assert main(["search", "--trials", "3", "--space", "tiny", "--no-mlflow", "--no-progress",
+                 "--out", str(out), "--precision", precision]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["precision"] == trained_in
+    assert json.loads((out / "config.json").read_text())["precision"] == precision
+    assert summary["test"]["accuracy"] > 0.5  # chance is 0.1
+    model = load_best(out)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 def test_same_seed_same_search_on_cpu(tmp_path: Path) -> None:
     results = []
     for name in ("a", "b"):
@@ -151,6 +167,7 @@ def test_same_seed_same_search_on_cpu(tmp_path: Path) -> None:
     (["--trials", "0"], ["--trials must be at least 1", "got 0"]),
     (["--timeout", "-5"], ["--timeout", "-5"]),
     (["--device", "tpu"], ["unknown device 'tpu'", "cpu"]),
+    (["--precision", "fp8"], ["unknown precision 'fp8'", "auto, 32, bf16"]),
     (["--objective", "params"], ["leaves out val_acc"]),
     (["--objective", "val_acc", "--objective", "params"], ["multi-objective", "--pruner none"]),
     (["--storage", "postgresql://nobody@127.0.0.1:1/nothing"],

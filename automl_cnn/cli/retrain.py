@@ -20,6 +20,8 @@ def add_parser(sub: Any) -> None:
                    help="epochs per run; if left out, the epochs the search found")
     p.add_argument("--seeds", type=int, default=3, help="independent runs (seeds 0..N-1)")
     p.add_argument("--device", default="auto", help="auto | cpu | gpu | cuda:N | mps")
+    p.add_argument("--precision", default="auto",
+                   help="auto | 32 | bf16, as search's --precision")
     tracking = p.add_argument_group("MLflow tracking")
     tracking.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     tracking.add_argument("--tracking-uri", default=None,
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     trial = src.trial(args.rank)
     print(f"Retraining rank {args.rank} (trial {trial.number}) of {src.describe()} on "
           f"train+val, {args.seeds} seed(s) ...", file=sys.stderr)
-    result = retrain(src, args.rank, epochs=args.epochs, seeds=args.seeds, device=args.device)
+    result = retrain(src, args.rank, epochs=args.epochs, seeds=args.seeds, device=args.device,
+                     precision=args.precision)
     print(format_result(result))
     if not args.no_mlflow:
         uri = tracking_uri(args.tracking_uri, src)

@@ -40,6 +40,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--study-name", default=None, help="default: <dataset>-<space>")
     p.add_argument("--seed", type=int, default=0, help="seeds sampler, splits and training")
     p.add_argument("--device", default="auto", help="auto | cpu | gpu | cuda:N | mps")
+    p.add_argument("--precision", default="auto",
+                   help="training precision: auto (bf16 mixed on a GPU, and on a CPU with "
+                        "native bf16, AVX-512 BF16 or AMX; else fp32) | 32 | bf16")
     p.add_argument("--out", default=None, help="run directory (default: runs/<study name>)")
     p.add_argument("--resume", action="store_true", help="add trials to an existing study")
     p.add_argument("--join", action="store_true",
@@ -141,7 +144,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         dataset=args.dataset,
         space=args.space,
         sampler=args.sampler, pruner=args.pruner, storage=args.storage,
-        study_name=args.study_name, seed=args.seed, device=args.device, out=args.out,
+        study_name=args.study_name, seed=args.seed, device=args.device,
+        precision=args.precision, out=args.out,
         objectives=tuple(args.objectives or ("val_acc",)), keep=args.keep,
         image_size=args.image_size, train_subset=args.train_subset,
         mlflow=not args.no_mlflow, tracking_uri=args.tracking_uri,
