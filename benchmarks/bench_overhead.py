@@ -3,7 +3,8 @@
 Both sides train the same architecture (a 2-conv CNN, the one in ../shared/MEASURED.md) with the
 same recipe (AdamW + one-cycle, label smoothing), on the same device-resident batches
 (``make_batches``), the same batch size and epochs, validate once per epoch with the metrics
-kept on the device, and run bf16 autocast on CUDA as Lightning's ``bf16-mixed`` does. Runs are
+kept on the device, and train in the device's precision (``--precision``: bf16 autocast on
+CUDA and on a CPU with native bf16, as Lightning's ``bf16-mixed`` does). Runs are
 taken in turns (Lightning, bare, Lightning, bare, ...) so a noisy neighbour hits both; the
 figure is the median of the per-round ratios. Also prints the achieved TFLOP/s of a training
 step (the layer plan's forward FLOPs × 3 for forward + backward × images per second).
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,7 @@ def bare_fit(spec: ArchSpec, data: ImageSplits, device: Device, *, seed: int) ->
     val = make_batches(data, "val", batch_size=scoring_batch(device.torch_device))
     opt = optimizer_for(t.optimizer)(model.parameters(), t)
     sched = schedule_for(t.schedule)(opt, t, max(t.epochs * len(train), 1))
-    cast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.precision == "bf16-mixed"
-            else nullcontext())
+    cast = device.autocast()  # what Lightning's precision flag does: bf16 on CUDA and bf16 CPUs
     for _ in range(t.epochs):
         model.train()
         total = torch.zeros((), device=device.torch_device)
@@ -101,11 +100,11 @@ def tflops(spec: ArchSpec, data: ImageSplits, seconds: float) -> float:
 
 
 def measure(dataset: str, device_name: str, *, epochs: int, batch: int, rounds: int,
-            threads: int | None) -> dict[str, Any]:
+            threads: int | None, precision: str = "auto") -> dict[str, Any]:
     silence_lightning()
     if threads:
         torch.set_num_threads(threads)
-    device = resolve_device(device_name)
+    device = resolve_device(device_name, precision)
     data = load_dataset(dataset, seed=0).to(device.torch_device)
     spec = two_conv_spec(batch_size=batch, epochs=epochs)
     lightning_fit(spec, data, device, seed=0)  # warm-up: kernels, allocator, first Trainer
@@ -137,10 +136,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", default="auto", help="auto | 32 | bf16 (--precision)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     result = measure(args.dataset, args.device, epochs=args.epochs, batch=args.batch,
-                     rounds=args.rounds, threads=args.threads)
+                     rounds=args.rounds, threads=args.threads, precision=args.precision)
     emit(result, args.json)
 
 

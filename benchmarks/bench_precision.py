@@ -5,10 +5,12 @@ training split for ``--epochs`` epochs in fp32 (``--precision 32``) and in bf16 
 (``--precision bf16``), on each seed, and the result is scored on the test split in fp32 (as
 the command scores the model it hands over). Runs alternate (fp32, bf16, fp32, ...) so a busy
 moment hits both sides alike. Reported per baseline: training images/s (median over seeds), the
-bf16/fp32 speed ratio, and test accuracy per seed.
+bf16/fp32 speed ratio, and test accuracy per seed. With ``--sampled N`` it also trains N
+architectures drawn at random from the default space (seeded; the ones whose shapes fit) for
+one epoch in each precision, for the speed ratio over the varied networks a search trains.
 
     python benchmarks/bench_precision.py [--dataset clutter:6000] [--epochs 12] \\
-        [--seeds 0 1] [--baselines 0 1 2] [--json precision.json]
+        [--seeds 0 1] [--baselines 0 1 2] [--sampled 12] [--json precision.json]
 
 What it decided: ``--precision auto`` trains in bf16 on a CPU with native bf16 (AVX-512 BF16
 or AMX; ``automl_cnn.device.cpu_has_bf16``), fp32 elsewhere.
@@ -37,8 +39,11 @@ def main() -> None:
     p.add_argument("--dataset", default="clutter:6000")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--baselines", type=int, nargs="+", default=None,
-                   help="indices into the default space's baselines (default: all)")
+    p.add_argument("--baselines", type=int, nargs="*", default=None,
+                   help="indices into the default space's baselines (default: all; a bare "
+                        "--baselines: none)")
+    p.add_argument("--sampled", type=int, default=0,
+                   help="also time N random draws of the space, one epoch each")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     silence_lightning()
@@ -71,7 +76,40 @@ def main() -> None:
             **{f"{k}_test_mean": round(statistics.mean(r["test"] for r in v), 4)
                for k, v in rows.items()}})
         print(result["baselines"][-1], flush=True)
+    if args.sampled:
+        result["sampled"] = sampled_speeds(space, data, devices, args.sampled)
+        ratios = [r["bf16_speed_ratio"] for r in result["sampled"]]
+        result["sampled_ratio_median"] = statistics.median(ratios)
+        result["sampled_ratio_min"] = min(ratios)
     emit(result, args.json)
+
+
+def sampled_speeds(space: Any, data: Any, devices: dict[str, Any], count: int) -> list[dict]:
+    """Images/s of one epoch in each precision for ``count`` random draws of ``space``."""
+    from automl_cnn.model import build_model
+
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    rows: list[dict[str, Any]] = []
+    while len(rows) < count:
+        trial = study.ask()
+        spec = space.sample(trial, flip_ok=data.flip_ok)
+        study.tell(trial, 0.0)
+        try:
+            build_model(spec, data.input_shape, data.num_classes)
+        except Exception:  # a shape that does not fit: the search records it untrained
+            continue
+        speed = {}
+        for key, device in devices.items():
+            fit = fit_spec(spec, data, device, seed=0, epochs=1, val_split=None)
+            speed[key] = len(data.y_train) / fit.seconds
+        rows.append({"depth": len(spec.blocks),
+                     "activations": sorted({b.activation for b in spec.blocks}),
+                     "pools": sorted({b.pool for b in spec.blocks}),
+                     **{f"{k}_images_per_s": round(v) for k, v in speed.items()},
+                     "bf16_speed_ratio": round(speed["bf16"] / speed["32"], 2)})
+        print(rows[-1], flush=True)
+    return rows
 
 
 if __name__ == "__main__":

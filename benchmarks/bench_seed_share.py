@@ -8,7 +8,7 @@ alone. About 12 minutes on a 2-core CPU.
 
     python benchmarks/bench_seed_share.py
 """
-import json, time
+import json
 from dataclasses import replace
 import optuna
 from automl_cnn.data import load_dataset

@@ -33,7 +33,7 @@ import yaml
 
 from automl_cnn.arch import (
     ACTIVATIONS, GLOBAL_POOLS, OPTIMIZERS, POOLS, SCHEDULES, ArchSpec, ConvBlock, HeadSpec,
-    SpecError, TrainSpec,
+    TrainSpec,
 )
 from automl_cnn.errors import UserError
 

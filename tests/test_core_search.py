@@ -137,12 +137,15 @@ def test_resume_adds_trials_to_the_same_study(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("precision", "trained_in"), [("32", "32-true"), ("bf16", "bf16-mixed")])
 def test_either_precision_trains_a_search_and_hands_over_fp32_weights(
-        tmp_path: Path, precision: str, trained_in: str) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], precision: str,
+        trained_in: str) -> None:
     out = tmp_path / "run"
     assert main(["search", "--trials", "3", "--space", "tiny", "--no-mlflow", "--no-progress",
                  "--out", str(out), "--precision", precision]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["precision"] == trained_in
+    said = "s on cpu (bf16 mixed precision)" if precision == "bf16" else "s on cpu\n"
+    assert said in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["precision"] == precision
     assert summary["test"]["accuracy"] > 0.5  # chance is 0.1
     model = load_best(out)

@@ -129,3 +129,33 @@ def test_evaluate_checkpoint_scores_the_saved_weights(digits: ImageSplits,
     other = replace(digits, classes=digits.classes[:5])
     with pytest.raises(CheckpointError, match="evaluate it on the dataset it was trained on"):
         evaluate_checkpoint(folder, other, "cpu")
+
+
+def test_every_step_of_a_mixed_precision_chunk_sees_the_weights_the_step_before_left() -> None:
+    """A chunk of optimiser steps trains inside the one autocast context Lightning opens for a
+    training step. Autocast's weight cache would hand every step after the first the bf16
+    copies of the chunk's starting weights; Lightning opens it with ``cache_enabled=False``,
+    and this holds it to that. Reference: the same steps, each in its own autocast context."""
+    from automl_cnn.recipes import optimizer_for
+    from automl_cnn.training import Chunks, CNNModule, make_trainer
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    reference = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    reference.load_state_dict(net.state_dict())
+    recipe = TrainSpec(optimizer="adamw", lr=0.5, weight_decay=0.0, schedule="constant",
+                       label_smoothing=0.0, epochs=1)
+    x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    chunk = [(x, y)] * 3
+    module = CNNModule(net, recipe, steps_per_epoch=3, validating=False)
+    make_trainer(max_epochs=1, device=resolve_device("cpu", "bf16"), callbacks=[]).fit(
+        module, Chunks(chunk, 3))  # one Lightning step, three optimiser steps
+    opt = optimizer_for("adamw")(reference.parameters(), recipe)
+    for xb, yb in chunk:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(reference(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for trained, expected in zip(module.model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(trained.detach(), expected.detach())

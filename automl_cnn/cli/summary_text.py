@@ -13,9 +13,11 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
 
     out = out or sys.stdout
     counts = summary["counts"]
+    precision = summary.get("precision") or "32-true"  # runs before 2026-11-28 trained fp32
+    mixed = "" if precision == "32-true" else f" ({precision.replace('-', ' ')} precision)"
     print(f"\nStudy {summary['study_name']}: {summary['trials']} trials "
           f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}) "
-          f"in {summary['wall_seconds']:.1f}s on {summary['device']}", file=out)
+          f"in {summary['wall_seconds']:.1f}s on {summary['device']}{mixed}", file=out)
     best = summary.get("best")
     if not best:
         print("No trial completed yet, so there is no best architecture.", file=out)
