@@ -3,11 +3,11 @@ one, else the CPU, in bf16 mixed precision where the CPU computes bf16 natively.
 
 A CPU with AVX-512 BF16 or AMX instructions runs a convolution's bf16 matrix products in
 hardware: on this project's 2-core development machine (AMD EPYC, AVX-512 BF16) the default
-space's baselines trained clutter at 1.3-1.8x the images/s of fp32 with the same test accuracy
-(``benchmarks/bench_precision.py``, README). Elsewhere bf16 would be emulated, slower than
-fp32, so ``--precision auto`` keeps fp32 there. The weights stay fp32 either way (autocast
-computes in bf16 and keeps fp32 master weights): checkpoints, exports and test scores do not
-change kind.
+space's baselines trained clutter at 1.23-1.88x the images/s of fp32 with the same test
+accuracy (``benchmarks/bench_precision.py``, README). Without those instructions torch has no
+native bf16 kernels to run, so ``--precision auto`` keeps fp32 there (not measured: no such
+machine was at hand). The weights stay fp32 either way (autocast computes in bf16 and keeps
+fp32 master weights): checkpoints, exports and test scores do not change kind.
 """
 
 from __future__ import annotations
