@@ -224,15 +224,32 @@ def measure_speed(spec: ArchSpec, data: ImageSplits, device: Device, *, steps: i
 #: Scoring runs at least this many times the timed training images/s (clutter:6000's VGG-style
 #: baseline: 1,689 scored against 1,133 trained per second, benchmarks/bench_layout.py).
 SCORING_SPEEDUP = 1.5
+#: Training in bf16 on a CPU ran the default space's baselines at up to 1.88x fp32's images/s
+#: (benchmarks/bench_precision.py), while scoring stays fp32 (the model handed over runs in
+#: fp32): against a speed timed in bf16 on a CPU, scoring gains this much less.
+CPU_BF16_TRAINING_GAIN = 1.9
 
 
-def scoring_seconds(images: int, images_per_second: float | None, views: int = 1) -> float:
+def scoring_seconds(images: int, images_per_second: float | None, views: int = 1, *,
+                    timed_in_cpu_bf16: bool = False) -> float:
     """Seconds to score ``images`` (each seen ``views`` times: 2 with flip test-time
     augmentation, :func:`automl_cnn.final_fit.tta_views`) at a timed training speed; 0 when no
-    speed was timed."""
+    speed was timed. ``timed_in_cpu_bf16``: that speed was timed in bf16 on a CPU, where
+    scoring in fp32 is slower against it (:data:`CPU_BF16_TRAINING_GAIN`).
+
+        >>> round(scoring_seconds(6000, 1000.0, 2), 1), scoring_seconds(6000, 1000.0, 2,
+        ...                                                              timed_in_cpu_bf16=True)
+        (8.0, 15.2)
+    """
     if not images_per_second:
         return 0.0
-    return images * views / (SCORING_SPEEDUP * images_per_second)
+    speedup = SCORING_SPEEDUP / (CPU_BF16_TRAINING_GAIN if timed_in_cpu_bf16 else 1.0)
+    return images * views / (speedup * images_per_second)
+
+
+def cpu_bf16(device: Device) -> bool:
+    """Whether ``device`` trains in mixed precision on the CPU (see :func:`scoring_seconds`)."""
+    return device.accelerator == "cpu" and device.precision != "32-true"
 
 
 #: The time kept back after a clocked fit (to score it) never takes more than this share of

@@ -40,7 +40,7 @@ from automl_cnn.search_spaces import SearchSpace
 from automl_cnn.tracking import Tracker
 from automl_cnn.training import FitResult
 
-from .climb import measure_speed, scoring_seconds
+from .climb import cpu_bf16, measure_speed, scoring_seconds
 from .parallel import WorkerPlan
 from .progress import EpochBar
 from .warm import WarmPool
@@ -434,11 +434,12 @@ def hand_over(study: optuna.Study, data: ImageSplits, run_dir: Path, trial: Tria
     return folder
 
 
-def end_scoring_seconds(plan: SearchPlan, config: SearchConfig, data: ImageSplits) -> float:
+def end_scoring_seconds(plan: SearchPlan, config: SearchConfig, data: ImageSplits,
+                        device: Device) -> float:
     """Seconds the end of the command takes to score the test split with one network of the
     model handed over (twice where it averages flips), at the plan's timed speed."""
     return scoring_seconds(len(data.y_test), plan.images_per_second,
-                           tta_views(config, data.flip_ok))
+                           tta_views(config, data.flip_ok), timed_in_cpu_bf16=cpu_bf16(device))
 
 
 def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSplits,
@@ -488,7 +489,7 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
     first, folder = found
     assert first.spec is not None
     more = more_seeds(first.spec, first.timings.train_seconds, first.epochs_trained, data,
-                      device, config, budget, end_scoring_seconds(plan, config, data),
+                      device, config, budget, end_scoring_seconds(plan, config, data, device),
                       number=first.number, progress=progress)
     if more is None:
         return None
