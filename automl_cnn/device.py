@@ -44,6 +44,13 @@ class Device:
     def index(self) -> list[int] | int:
         return [torch.device(self.torch_device).index or 0] if self.accelerator == "gpu" else 1
 
+    @property
+    def mixed_on_cpu(self) -> bool:
+        """Whether trials train in mixed precision on the CPU, where scoring (in fp32, as the
+        model handed over runs) is slower against their timed speed
+        (:func:`automl_cnn.runners.climb.scoring_seconds`)."""
+        return self.accelerator == "cpu" and self.precision != "32-true"
+
     def autocast(self) -> Any:
         """The autocast context of :attr:`precision` (Lightning's mixed flags, on CUDA or the
         CPU), for code that runs a training step outside Lightning; a no-op context for fp32."""

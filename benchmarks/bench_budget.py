@@ -243,7 +243,8 @@ def main() -> None:
         arm, dataset, budget, seed, index = job
         new = (baseline_rows(dataset, budget, seed, root, index, uncapped=arm == "C")
                if arm in ("c", "C") else
-               [search_row(arm, dataset, budget / 3 if arm.startswith("a/3") else budget, seed, root)])
+               [search_row(arm, dataset, budget / 3 if arm.startswith("a/3") else budget, seed,
+                           root)])
         for r in new:
             r["budget"] = budget  # a/3 is listed under the budget it is compared at
             print(json.dumps(r), flush=True)

@@ -51,16 +51,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_once(args.trials, s, not args.no_mlflow, Path(tmp), p)
                 for s in args.seeds for p in args.precisions]
-    print("| seed | precision | wall (s) | complete / pruned / infeasible / failed | best val acc | test acc "
-          "| final model: trials (epochs) | phases (s) |")
+    print("| seed | precision | wall (s) | complete / pruned / infeasible / failed | best val acc "
+          "| test acc | final model: trials (epochs) | phases (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         c = r["counts"]
         members = ", ".join(f"{m} ({e})" for m, e in zip(r["members"], r["epochs"]))
         phases = ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items())
-        print(f"| {r['seed']} | {r['precision']} | {r['wall_s']:.0f} | {c['complete']} / {c['pruned']} / "
-              f"{c['infeasible']} / {c['failed']} | {r['best_val']:.4f} | {r['test_acc']:.4f} "
-              f"| {members} | {phases} |")
+        print(f"| {r['seed']} | {r['precision']} | {r['wall_s']:.0f} | {c['complete']} / "
+              f"{c['pruned']} / {c['infeasible']} / {c['failed']} | {r['best_val']:.4f} "
+              f"| {r['test_acc']:.4f} | {members} | {phases} |")
 
 if __name__ == "__main__":
     main()

@@ -247,11 +247,6 @@ def scoring_seconds(images: int, images_per_second: float | None, views: int = 1
     return images * views / (speedup * images_per_second)
 
 
-def cpu_bf16(device: Device) -> bool:
-    """Whether ``device`` trains in mixed precision on the CPU (see :func:`scoring_seconds`)."""
-    return device.accelerator == "cpu" and device.precision != "32-true"
-
-
 #: The time kept back after a clocked fit (to score it) never takes more than this share of
 #: what is left: a reserve estimated from a speed timed too slow must not leave no time to fit.
 MAX_RESERVE_SHARE = 0.5

@@ -40,7 +40,7 @@ from automl_cnn.search_spaces import SearchSpace
 from automl_cnn.tracking import Tracker
 from automl_cnn.training import FitResult
 
-from .climb import cpu_bf16, measure_speed, scoring_seconds
+from .climb import measure_speed, scoring_seconds
 from .parallel import WorkerPlan
 from .progress import EpochBar
 from .warm import WarmPool
@@ -439,7 +439,7 @@ def end_scoring_seconds(plan: SearchPlan, config: SearchConfig, data: ImageSplit
     """Seconds the end of the command takes to score the test split with one network of the
     model handed over (twice where it averages flips), at the plan's timed speed."""
     return scoring_seconds(len(data.y_test), plan.images_per_second,
-                           tta_views(config, data.flip_ok), timed_in_cpu_bf16=cpu_bf16(device))
+                           tta_views(config, data.flip_ok), timed_in_cpu_bf16=device.mixed_on_cpu)
 
 
 def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSplits,

@@ -53,7 +53,6 @@ from .climb import (
     BudgetSpent,
     DeadlineCheck,
     RungTooSlow,
-    cpu_bf16,
     fit_seconds,
     promote_late,
     promoted_before,
@@ -291,7 +290,7 @@ class TrialRunner:
         # only the estimate), ending annealed there; scored once at the end (_score_end).
         end = WHOLE_SCORE_S + scoring_seconds(len(self.data.y_val), self.images_per_second,
                                               tta_views(self.config, self.data.flip_ok),
-                                              timed_in_cpu_bf16=cpu_bf16(self.device))
+                                              timed_in_cpu_bf16=self.device.mixed_on_cpu)
         soft = fit_seconds(self.deadline - time.time(), end) if self.deadline else None
         clocked = soft is not None
         return fit_spec(record.spec, data, self.device, callbacks=callbacks, seed=seed,

@@ -68,11 +68,12 @@ def test_the_end_keeps_the_time_to_score_the_test_split() -> None:
     assert scoring_seconds(6000, None) == 0.0  # nothing timed: nothing to go on
     # A speed timed in bf16 on a CPU outruns fp32 scoring by up to 1.9x: keep that much more.
     from automl_cnn.device import resolve_device
-    from automl_cnn.runners.climb import CPU_BF16_TRAINING_GAIN, cpu_bf16
+    from automl_cnn.runners.climb import CPU_BF16_TRAINING_GAIN
 
     assert scoring_seconds(6000, 1000.0, views=2, timed_in_cpu_bf16=True) == pytest.approx(
         CPU_BF16_TRAINING_GAIN * scoring_seconds(6000, 1000.0, views=2))
-    assert cpu_bf16(resolve_device("cpu", "bf16")) and not cpu_bf16(resolve_device("cpu", "32"))
+    assert resolve_device("cpu", "bf16").mixed_on_cpu
+    assert not resolve_device("cpu", "32").mixed_on_cpu
     budget = Budget.start(120, clock=lambda: 0.0)
     kept = budget.reserving(8.0)
     assert kept.reserve == pytest.approx(budget.reserve + 8.0)
