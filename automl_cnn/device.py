@@ -66,7 +66,7 @@ def resolve_device(name: str = "auto", precision: str = "auto") -> Device:
 
     Example:
         >>> resolve_device("cpu", "32")
-        Device(torch_device='cpu', accelerator='cpu', precision='32-true')
+        Device(torch_device='cpu', accelerator='cpu', precision='32-true', all_gpus=False)
         >>> resolve_device("cpu", "bf16").precision
         'bf16-mixed'
     """
