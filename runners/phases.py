@@ -293,6 +293,13 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
               else [])
     if not chosen:
         return None
+    # The budget keeps one network's scoring at the first baseline's speed; the networks the
+    # final fit hands over may be slower (larger maps) and more than one: keep the rest too.
+    each = member_scoring([plan for _, plan in chosen], data, config, device, scoring)
+    short = sum(each) - scoring
+    if seconds is not None and short > 0:
+        seconds = max(0.0, seconds - short)
+        chosen = final_plans(study, config, data, seconds, share=share) or chosen
     members, plans = [m for m, _ in chosen], [plan for _, plan in chosen]
     best = members[0]
     per_epoch = plans[0].epoch_seconds
@@ -311,7 +318,7 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
     if len(members) == 1 and best.spec is not None:
         recipe = with_tta(best.spec, config, data.flip_ok)
         more = more_seeds(recipe, fit.seconds, len(fit.history), data, device, config, budget,
-                          scoring, number=best.number, progress=progress)
+                          each[0], number=best.number, progress=progress, reserved=scoring)
         if more is not None:
             spec, fit = ensemble_of([spec, *more[0]], [fit, *more[1]])
     folder = hand_over(study, data, run_dir, best, spec, fit, tracker)
@@ -442,9 +449,31 @@ def end_scoring_seconds(plan: SearchPlan, config: SearchConfig, data: ImageSplit
                            tta_views(config, data.flip_ok), timed_in_cpu_bf16=device.mixed_on_cpu)
 
 
+def member_scoring(plans: Sequence[FinalPlan], data: ImageSplits, config: SearchConfig,
+                   device: Device, default: float) -> list[float]:
+    """Seconds each network a final fit trains (``plans``) takes to score the test split at the
+    end (twice where the model averages flips), from its own planned speed on train +
+    validation; ``default`` (the first baseline's) where a plan has no timed speed.
+
+        >>> from automl_cnn.data import load_dataset
+        >>> from automl_cnn.device import resolve_device
+        >>> digits = load_dataset("digits", seed=0)
+        >>> images = len(digits.y_train) + len(digits.y_val)
+        >>> fast, slow = FinalPlan(12, images / 3000, None), FinalPlan(12, images / 1000, None)
+        >>> [round(s, 2) for s in member_scoring([slow, fast, FinalPlan(12, None, None)],
+        ...  digits, SearchConfig(), resolve_device("cpu", "32"), default=0.5)]
+        [0.24, 0.08, 0.5]
+    """
+    images = len(data.y_train) + len(data.y_val)
+    views = tta_views(config, data.flip_ok)
+    return [scoring_seconds(len(data.y_test), images / plan.epoch_seconds, views,
+                            timed_in_cpu_bf16=device.mixed_on_cpu)
+            if plan.epoch_seconds else default for plan in plans]
+
+
 def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSplits,
                device: Device, config: SearchConfig, budget: Budget | None, scoring: float,
-               *, number: int, progress: bool = True
+               *, number: int, progress: bool = True, reserved: float | None = None
                ) -> tuple[list[ArchSpec], list[FitResult]] | None:
     """Further trainings of ``recipe`` on train + validation with other seeds, when its first
     training reached the epoch cap (``epochs``) in ``took`` seconds with time left: as many as
@@ -452,11 +481,13 @@ def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSpl
     first's time each (``scoring``: the seconds each network takes to score the test split),
     at most ``--ensemble`` networks in all, each annealed by the clock over an equal share.
     ``None`` when the clock ended the first (the budget is spent), or nothing more fits.
-    ``number``: the trial whose recipe it is (the seeds: :func:`trial_seed`)."""
+    ``number``: the trial whose recipe it is (the seeds: :func:`trial_seed`). ``reserved``:
+    the scoring the budget's reserve already keeps (default ``scoring``, one network's); the
+    first network's scoring beyond it comes out of the time left too."""
     cap = epoch_cap(recipe.train.epochs)
     if budget is None or not took or epochs < cap:
         return None
-    left = budget.final_left()
+    left = budget.final_left() - max(0.0, scoring - (scoring if reserved is None else reserved))
     extra = more_trainings(left, took + scoring, ensemble_size(config) - 1)
     if extra == 0:
         return None
@@ -537,6 +568,7 @@ def average_with_whole(study: optuna.Study, data: ImageSplits, device: Device, r
 
 __all__ = ["SearchPlan", "average_with_whole", "budget_summary", "end_scoring_seconds",
            "final_fit_need", "final_plans", "final_summary", "fit_team", "for_plan",
-           "hand_over", "more_seeds", "plan_search", "rung_counts", "run_final_fit",
+           "hand_over", "member_scoring", "more_seeds", "plan_search", "rung_counts",
+           "run_final_fit",
            "run_more_trainings", "search_bar", "search_rounds", "team_pays", "team_plans",
            "whole_budget_ladder", "whole_trial", "winner_plan"]

@@ -81,6 +81,29 @@ def test_the_end_keeps_the_time_to_score_the_test_split() -> None:
     assert budget.reserving(1e6).reserve == pytest.approx(30.0)  # never above a quarter
 
 
+def test_the_end_keeps_the_scoring_of_every_network_handed_over_at_its_own_speed() -> None:
+    # The reserve above is timed on the first baseline; the final fit may hand over a slower
+    # winner (larger maps), or several finalists averaged: each scores the test split.
+    from automl_cnn.data import load_dataset
+    from automl_cnn.device import resolve_device
+    from automl_cnn.final_fit import FinalPlan
+    from automl_cnn.runners.climb import scoring_seconds
+    from automl_cnn.runners.phases import member_scoring
+
+    clutter = load_dataset("clutter:2000", seed=0)  # flips keep its labels: scored twice
+    images = len(clutter.y_train) + len(clutter.y_val)
+    fp32, bf16 = resolve_device("cpu", "32"), resolve_device("cpu", "bf16")
+    slow, fast = FinalPlan(12, images / 500.0, None), FinalPlan(12, images / 2000.0, None)
+    each = member_scoring([slow, fast, FinalPlan(12, None, None)], clutter, SearchConfig(),
+                          fp32, default=1.25)
+    assert each == pytest.approx([scoring_seconds(len(clutter.y_test), 500.0, 2),
+                                  scoring_seconds(len(clutter.y_test), 2000.0, 2), 1.25])
+    assert each[0] == pytest.approx(4 * each[1])  # a network 4x slower scores 4x slower
+    assert member_scoring([slow], clutter, SearchConfig(tta="off"), fp32, 0.0) == \
+        pytest.approx([each[0] / 2])  # no flips: each image once
+    assert member_scoring([slow], clutter, SearchConfig(), bf16, 0.0)[0] > each[0]  # fp32 scoring
+
+
 def test_small_budgets_keep_a_small_reserve() -> None:
     assert reserve_for(20) == pytest.approx(2.0)  # a tenth of a tiny budget
     assert reserve_for(1200) == pytest.approx(28.0)
