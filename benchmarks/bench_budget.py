@@ -19,8 +19,10 @@ Arms, each a real command timed from outside (imports, data, search, final fit, 
 - a search arm with ``#P`` appended (``a#32``, ``d#bf16``) runs with ``--precision P``
   (the others train in ``--precision auto``: bf16 on a CPU with native bf16).
 
-Defaults are the issue's plan (~90 minutes on a 2-core CPU): the harder built-in set at 2 and
-6 minutes (3 seeds for a and c, 1 for b and d) and digits at 1 minute. Shrink with flags:
+Defaults are the README's table (about 2 hours on a 2-core CPU with bf16): clutter:3600 at 6
+and 12 minutes, budgets that buy the 20 trainings a search needs there (3 seeds for a and c,
+the first baseline only, 1 for b, d and a/3), and digits at 1 minute (all three baselines).
+Shrink with flags:
 
     python benchmarks/bench_budget.py --dataset clutter --budgets 120 --seeds-ac 2 \\
         --digits-budget 60 --out /tmp/bench-budget
@@ -193,18 +195,18 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="clutter")
-    p.add_argument("--budgets", default="120,360", help="seconds, comma-separated")
+    p.add_argument("--dataset", default="clutter:3600")
+    p.add_argument("--budgets", default="360,720", help="seconds, comma-separated")
     p.add_argument("--seeds-ac", type=int, default=3, help="seeds for arms a and c")
     p.add_argument("--seeds-bd", type=int, default=1, help="seeds for arms b and d")
     p.add_argument("--c-other-seeds", type=int, default=None,
-                   help="seeds for (c)'s other baselines (default: --seeds-ac); the first "
-                        "baseline, the one a budget too short to search trains, always gets "
-                        "--seeds-ac")
+                   help="seeds for (c)'s other baselines (default: none on --dataset, "
+                        "--seeds-ac on digits); the first baseline, the one a budget too "
+                        "short to search trains, always gets --seeds-ac")
     p.add_argument("--seed-from", type=int, default=0,
                    help="skip the seeds below this one (re-run one seed of a table)")
     p.add_argument("--digits-budget", type=float, default=60, help="0: skip digits")
-    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--arms", default="a,c,b,d,a/3")
     p.add_argument("--out", default="bench-budget")
     p.add_argument("--parallel", type=int, default=1,
                    help="runs at once (a GPU machine: several processes share the GPU; every "
@@ -233,7 +235,8 @@ def main() -> None:
                          and not arm.startswith("a/3")
                          else args.seeds_bd)
                 if seed < seeds:  # (c): one job per baseline
-                    others = args.seeds_ac if args.c_other_seeds is None else args.c_other_seeds
+                    others = (args.c_other_seeds if args.c_other_seeds is not None
+                              else args.seeds_ac if dataset == "digits" else 0)
                     jobs += [(arm, dataset, budget, seed, i)
                              for i in (range(BASELINES) if arm == "c" else
                                        [0] if arm == "C" else [None])
