@@ -389,8 +389,8 @@ def fit_team(study: optuna.Study, config: SearchConfig, data: ImageSplits, devic
              pool: WarmPool | None = None) -> dict[str, Any] | None:
     """The final fit as ``team.count`` networks trained at once
     (:mod:`automl_cnn.runners.final_team`): the finalists, then the winner again with other
-    seeds, each over all of ``seconds`` (less the test scoring of the networks beyond the
-    first), and the model handed over averages them."""
+    seeds, each over all of ``seconds`` (less the test scoring of the networks beyond what the
+    budget's reserve keeps, :func:`member_scoring`), and the model handed over averages them."""
     from .final_team import MEMBERS_DIR, fit_together, team_networks
 
     chosen = team_plans(study, data, seconds, team, share=share)
@@ -405,7 +405,12 @@ def fit_team(study: optuna.Study, config: SearchConfig, data: ImageSplits, devic
     plans = dict((f.number, plan) for f, plan in chosen)
     bar = EpochBar(sum(plans[f.number].epochs for f, _ in networks), budget,
                    enabled=progress, desc=f"final fit ({team.count} at once)")
-    deadline = None if seconds is None else time.time() + seconds - (team.count - 1) * scoring
+    # Each network scores the test split in this process, alone, at the end: at its own speed
+    # (its plan's is the speed training beside the others, team.share of alone), less the one
+    # network's scoring the budget's reserve keeps.
+    kept = team.share * sum(member_scoring([plans[f.number] for f, _ in networks], data,
+                                           config, device, scoring / team.share)) - scoring
+    deadline = None if seconds is None else time.time() + seconds - max(0.0, kept)
     began, members_dir = time.time(), RunDir(run_dir).path / MEMBERS_DIR
     try:  # none trained (a GPU out of memory, say): the search's own best is the model
         specs, fits, spans = fit_together(
