@@ -318,7 +318,8 @@ def run_final_fit(study: optuna.Study, config: SearchConfig, data: ImageSplits,
     if len(members) == 1 and best.spec is not None:
         recipe = with_tta(best.spec, config, data.flip_ok)
         more = more_seeds(recipe, fit.seconds, len(fit.history), data, device, config, budget,
-                          each[0], number=best.number, progress=progress, reserved=scoring)
+                          each[0], number=best.number, progress=progress,
+                          short=max(0.0, each[0] - scoring))
         if more is not None:
             spec, fit = ensemble_of([spec, *more[0]], [fit, *more[1]])
     folder = hand_over(study, data, run_dir, best, spec, fit, tracker)
@@ -446,11 +447,12 @@ def hand_over(study: optuna.Study, data: ImageSplits, run_dir: Path, trial: Tria
     return folder
 
 
-def end_scoring_seconds(plan: SearchPlan, config: SearchConfig, data: ImageSplits,
-                        device: Device) -> float:
+def end_scoring_seconds(images_per_second: float | None, config: SearchConfig,
+                        data: ImageSplits, device: Device) -> float:
     """Seconds the end of the command takes to score the test split with one network of the
-    model handed over (twice where it averages flips), at the plan's timed speed."""
-    return scoring_seconds(len(data.y_test), plan.images_per_second,
+    model handed over (twice where it averages flips), at a timed training speed (the plan's:
+    the first baseline's; 0 when none was timed)."""
+    return scoring_seconds(len(data.y_test), images_per_second,
                            tta_views(config, data.flip_ok), timed_in_cpu_bf16=device.mixed_on_cpu)
 
 
@@ -470,15 +472,13 @@ def member_scoring(plans: Sequence[FinalPlan], data: ImageSplits, config: Search
         [0.24, 0.08, 0.5]
     """
     images = len(data.y_train) + len(data.y_val)
-    views = tta_views(config, data.flip_ok)
-    return [scoring_seconds(len(data.y_test), images / plan.epoch_seconds, views,
-                            timed_in_cpu_bf16=device.mixed_on_cpu)
+    return [end_scoring_seconds(images / plan.epoch_seconds, config, data, device)
             if plan.epoch_seconds else default for plan in plans]
 
 
 def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSplits,
                device: Device, config: SearchConfig, budget: Budget | None, scoring: float,
-               *, number: int, progress: bool = True, reserved: float | None = None
+               *, number: int, progress: bool = True, short: float = 0.0
                ) -> tuple[list[ArchSpec], list[FitResult]] | None:
     """Further trainings of ``recipe`` on train + validation with other seeds, when its first
     training reached the epoch cap (``epochs``) in ``took`` seconds with time left: as many as
@@ -486,13 +486,13 @@ def more_seeds(recipe: ArchSpec, took: float | None, epochs: int, data: ImageSpl
     first's time each (``scoring``: the seconds each network takes to score the test split),
     at most ``--ensemble`` networks in all, each annealed by the clock over an equal share.
     ``None`` when the clock ended the first (the budget is spent), or nothing more fits.
-    ``number``: the trial whose recipe it is (the seeds: :func:`trial_seed`). ``reserved``:
-    the scoring the budget's reserve already keeps (default ``scoring``, one network's); the
-    first network's scoring beyond it comes out of the time left too."""
+    ``number``: the trial whose recipe it is (the seeds: :func:`trial_seed`). ``short``: the
+    first network's scoring beyond what the budget's reserve keeps, which comes out of the
+    time left too."""
     cap = epoch_cap(recipe.train.epochs)
     if budget is None or not took or epochs < cap:
         return None
-    left = budget.final_left() - max(0.0, scoring - (scoring if reserved is None else reserved))
+    left = budget.final_left() - short
     extra = more_trainings(left, took + scoring, ensemble_size(config) - 1)
     if extra == 0:
         return None
@@ -525,7 +525,8 @@ def run_more_trainings(study: optuna.Study, config: SearchConfig, data: ImageSpl
     first, folder = found
     assert first.spec is not None
     more = more_seeds(first.spec, first.timings.train_seconds, first.epochs_trained, data,
-                      device, config, budget, end_scoring_seconds(plan, config, data, device),
+                      device, config, budget,
+                      end_scoring_seconds(plan.images_per_second, config, data, device),
                       number=first.number, progress=progress)
     if more is None:
         return None

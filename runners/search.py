@@ -227,7 +227,8 @@ def _run_search(config: SearchConfig, *, resume: bool, join: bool, progress: boo
     workers = plan_workers(config, device)
     plan = plan_search(config, space, data, device, budget, speedup=workers.speedup)
     mark(f"command: planned ({workers.count} workers)")
-    scoring = end_scoring_seconds(plan, config, data, device)  # each network scores the test split
+    # each network scores the test split
+    scoring = end_scoring_seconds(plan.images_per_second, config, data, device)
     if budget is not None:  # the end scores the test split: keep its time (flips: twice)
         budget = budget.reserving(scoring)
     # GPU workers: the final fit's networks train at once (planned before a budget too short
